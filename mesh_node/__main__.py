@@ -1,0 +1,3 @@
+from mesh_node.cli.main import main
+
+raise SystemExit(main())

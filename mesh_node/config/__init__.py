@@ -1,0 +1,1 @@
+"""Configuration: typed frozen objects (`model`) loaded from TOML (`load`)."""

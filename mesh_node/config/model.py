@@ -1,0 +1,89 @@
+"""Typed, frozen configuration objects. Loading and validation live in `load.py`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    data_dir: Path
+    memory_bytes: int | None = None  # None: detected at start
+    advertise_address: str | None = None  # None: first usable interface address
+    interfaces: tuple[str, ...] = ()  # empty: all but loopback/docker/virtual bridges
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    name: str = "default"
+    secret: str | None = field(default=None, repr=False)
+    secret_file: Path | None = None
+    peers: tuple[str, ...] = ()  # static "host:port" gossip addresses
+    mdns: bool = True
+    gossip_port: int = 9338
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    host: str = "0.0.0.0"  # a LAN daemon: reachable from the other machines
+    port: int = 9337
+    api_key: str | None = field(default=None, repr=False)
+    max_body_bytes: int = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LlamaConfig:
+    server_bin: Path | None = None
+    rpc_bin: Path | None = None
+    threads: int | None = None  # None: all cores
+    extra_args: tuple[str, ...] = ()
+    ctx_size: int = 4096
+    rpc_port: int = 50052
+
+
+@dataclass(frozen=True)
+class MlxConfig:
+    server_bin: Path | None = None
+    python: Path | None = None
+
+
+@dataclass(frozen=True)
+class BackendsConfig:
+    llama: LlamaConfig = LlamaConfig()
+    mlx: MlxConfig = MlxConfig()
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: Path
+    alias: str | None = None
+    replicas: int = 1
+    pin: str | None = None  # node name or id that must host it
+
+
+@dataclass(frozen=True)
+class ElectionConfig:
+    headroom: float = 1.1  # mesh-llm's rule: solo when memory >= 1.1x the model
+    max_rtt_ms: float = 80.0  # RPC workers further away than this are skipped
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "auto"  # auto: console on a TTY, json otherwise
+
+
+@dataclass(frozen=True)
+class Config:
+    node: NodeConfig
+    mesh: MeshConfig = MeshConfig()
+    api: ApiConfig = ApiConfig()
+    backends: BackendsConfig = BackendsConfig()
+    models: tuple[ModelConfig, ...] = ()
+    model_dirs: tuple[Path, ...] = ()
+    demo_model: bool = False  # serve the `demo` extra's Gemma 3 270M when it is installed
+    election: ElectionConfig = ElectionConfig()
+    log: LogConfig = LogConfig()
+    source: Path | None = None  # the file it came from, None for the embedded default
