@@ -1,0 +1,194 @@
+"""The ASGI app: OpenAI-compatible endpoints, status, events, metrics, health, dashboard."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import httpx
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route as HttpRoute
+
+from mesh_node.api import errors
+from mesh_node.api.context import MeshContext
+from mesh_node.api.meshauth import AUTH, FORWARDED, REQUEST_ID, ForwardVerifier
+from mesh_node.api.middleware import RequestIdMiddleware, request_id_of
+from mesh_node.api.payload import Kind, parse, read_limited
+from mesh_node.api.proxy import Forwarder, Job, RelayResponse
+from mesh_node.api.tracker import ApiState, Tracker
+from mesh_node.status.metrics import CONTENT_TYPE, ApiMetrics
+from mesh_node.timing import Timings
+
+log = structlog.get_logger("mesh_node.api")
+
+
+class _Api:
+    """Handlers over one context; build_app wires them into Starlette."""
+
+    def __init__(self, ctx: MeshContext, timings: Timings, client: httpx.AsyncClient,
+                 wall: Callable[[], float]) -> None:
+        self.ctx = ctx
+        self.wall = wall
+        self.state = ApiState()
+        self.metrics = ApiMetrics(ctx.status)
+        self.verifier = ForwardVerifier(ctx.keys.http_key)
+        self.forwarder = Forwarder(ctx, timings, client, self.state, wall)
+
+    def check_api_key(self, request: Request) -> None:
+        """401 unless the entry request carries the configured Bearer key."""
+        if self.ctx.api_key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
+                                                                 self.ctx.api_key.encode()):
+            raise errors.invalid_api_key()
+
+    async def models(self, request: Request) -> Response:
+        self.check_api_key(request)
+        data = [{"object": "model", "created": 0, "owned_by": "mesh-node", **m}
+                for m in self.ctx.models()]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        try:
+            size = int(declared) if declared is not None else None
+        except ValueError:
+            raise errors.invalid_json("bad Content-Length") from None
+        return await read_limited(request.stream(), self.ctx.max_body_bytes, size)
+
+    def check_forwarded(self, request: Request, raw: bytes) -> None:
+        """401 (counted) unless the node-to-node signature is valid and fresh."""
+        reason = self.verifier.check(request.headers.get(AUTH),
+                                     request.headers.get(REQUEST_ID, ""), request.method,
+                                     request.url.path, raw, self.wall())
+        if reason is not None:
+            self.metrics.mesh_auth_failures.inc()
+            log.warning("forward_auth_failed", peer=request.headers.get(FORWARDED),
+                        reason=reason)
+            raise errors.mesh_auth_failed(reason)
+
+    async def proxy(self, request: Request, kind: Kind) -> Response:
+        forwarded = FORWARDED in request.headers
+        if not forwarded:  # node-to-node requests carry the mesh signature instead
+            self.check_api_key(request)
+        raw = await self.read_body(request)
+        if forwarded:
+            self.check_forwarded(request, raw)
+        body = parse(raw, kind)
+        model_id = self.ctx.resolve(body["model"])
+        if model_id is None:
+            raise errors.model_not_found(body["model"], [m["id"] for m in self.ctx.models()])
+        job = Job(model_id, request.url.path, body, raw, bool(body.get("stream")),
+                  request_id_of(request.scope), forwarded)
+        tracker = Tracker(self.state, self.metrics, self.ctx.events, model_id, self.ctx.node_id)
+        try:
+            return await self.forwarder.handle(job, tracker)
+        except errors.ApiError as exc:
+            tracker.finish(exc.status)
+            raise
+        except BaseException:
+            tracker.finish(499)  # cancelled: the client went away while we waited
+            raise
+
+    async def chat(self, request: Request) -> Response:
+        return await self.proxy(request, "chat")
+
+    async def completions(self, request: Request) -> Response:
+        return await self.proxy(request, "completions")
+
+    async def embeddings(self, request: Request) -> Response:
+        return await self.proxy(request, "embeddings")
+
+    async def status(self, request: Request) -> Response:
+        return JSONResponse({**self.ctx.status(), "api": self.state.summary()})
+
+    async def events(self, request: Request) -> Response:
+        async def nothing() -> None:
+            return None
+        return RelayResponse(self.ctx.events.sse(), nothing, media_type="text/event-stream",
+                             headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+
+    async def metrics_page(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "node": self.ctx.node_id})
+
+    async def readyz(self, request: Request) -> Response:
+        ready, reason = self.ctx.readiness()
+        return JSONResponse({"ready": ready, "reason": reason}, status_code=200 if ready else 503)
+
+    async def dashboard(self, request: Request) -> Response:
+        page = resources.files("mesh_node.status").joinpath("static/dashboard.html")
+        return HTMLResponse(page.read_text(encoding="utf-8"))
+
+
+def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.ApiError)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        err = errors.method_not_allowed(request.method, request.url.path)
+    elif exc.status_code == 404:
+        err = errors.route_not_found(request.url.path)
+    else:
+        err = errors.ApiError(exc.status_code, str(exc.detail))
+    return JSONResponse(err.body(), status_code=err.status, headers=dict(exc.headers or {}))
+
+
+def _crash(request: Request, exc: Exception) -> Response:
+    log.exception("request_crashed", error=repr(exc))
+    body = errors.error_body("Internal error in mesh-node.", errors.SERVER, None, "internal")
+    return JSONResponse(body, status_code=500)
+
+
+def build_app(ctx: MeshContext, timings: Timings, *,
+              transport: httpx.AsyncBaseTransport | None = None,
+              wall: Callable[[], float] = time.time) -> Starlette:
+    """The API app for one node; `transport` replaces the network in tests."""
+    client = httpx.AsyncClient(
+        transport=transport,
+        timeout=httpx.Timeout(connect=timings.upstream_connect_timeout,
+                              read=timings.upstream_read_timeout, write=30.0,
+                              pool=timings.upstream_connect_timeout),
+        limits=httpx.Limits(max_connections=512, max_keepalive_connections=64))
+    api = _Api(ctx, timings, client, wall)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await client.aclose()
+
+    routes = [
+        HttpRoute("/v1/models", api.models, methods=["GET"]),
+        HttpRoute("/v1/chat/completions", api.chat, methods=["POST"]),
+        HttpRoute("/v1/completions", api.completions, methods=["POST"]),
+        HttpRoute("/v1/embeddings", api.embeddings, methods=["POST"]),
+        HttpRoute("/api/status", api.status, methods=["GET"]),
+        HttpRoute("/api/events", api.events, methods=["GET"]),
+        HttpRoute("/metrics", api.metrics_page, methods=["GET"]),
+        HttpRoute("/healthz", api.healthz, methods=["GET"]),
+        HttpRoute("/readyz", api.readyz, methods=["GET"]),
+        HttpRoute("/", api.dashboard, methods=["GET"]),
+    ]
+    handlers: dict[Any, Any] = {errors.ApiError: _api_error, HTTPException: _http_error,
+                                Exception: _crash}
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    app.add_middleware(RequestIdMiddleware)
+    app.state.api = api.state
+    app.state.metrics = api.metrics
+    return app

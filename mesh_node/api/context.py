@@ -1,0 +1,57 @@
+"""The interface the node gives the API room: model lookup, routes, readiness and events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Protocol
+
+from mesh_node.security import MeshKeys
+from mesh_node.status.events import EventHub
+
+
+class Route(NamedTuple):
+    """One candidate upstream for a model."""
+
+    node_id: str
+    url: str  # base URL: local backend http://127.0.0.1:P, or peer http://addr:api_port
+    local: bool
+    rewrite_model: str | None = None  # MLX folder path to put in the upstream "model"
+
+
+class MeshContext(Protocol):
+    """What the API needs from the running node; the node implements it over gossip + election."""
+
+    node_id: str
+    node_name: str
+    keys: MeshKeys
+    api_key: str | None
+    max_body_bytes: int
+    events: EventHub
+
+    def models(self) -> list[dict[str, Any]]:
+        """/v1/models entries: id, aliases, backend, mode, hosts, ready, key."""
+        ...
+
+    def resolve(self, name: str) -> str | None:
+        """Id, alias or comparison key -> model id, None when unknown."""
+        ...
+
+    def routes(self, model_id: str) -> list[Route]:
+        """Ready hosts of the model, local first when this node hosts it."""
+        ...
+
+    def inflight(self) -> Mapping[str, int]:
+        """In-flight requests per node id, as gossip last reported them."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """The /api/status document (built with mesh_node.status.view)."""
+        ...
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, reason) for /readyz: ready once gossip runs and the first plan exists."""
+        ...
+
+    async def wait_for_change(self, timeout: float) -> None:
+        """Return when placement or readiness changes, or after `timeout` seconds."""
+        ...

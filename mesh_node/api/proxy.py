@@ -1,0 +1,231 @@
+"""Forward a checked request to a ready host: replica choice, retries, streaming relay.
+
+Before the first byte reaches the client anything may be retried (connection refused, 502/503,
+host died mid-headers); after it, a failure ends the stream with an SSE error event.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import structlog
+import trio
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from mesh_node.api import errors
+from mesh_node.api.context import MeshContext, Route
+from mesh_node.api.meshauth import forward_headers
+from mesh_node.api.routing import order_routes
+from mesh_node.api.tracker import ApiState, Tracker
+from mesh_node.timing import Timings
+
+log = structlog.get_logger("mesh_node.api")
+SERVED_BY = "x-mesh-served-by"
+_REPOLL_S = 1.0  # re-read routes at least this often while waiting for a ready host
+_CLOSE_GRACE_S = 2.0  # bound on closing an upstream after the client went away
+
+
+@dataclass(frozen=True)
+class Job:
+    """A checked request to forward."""
+
+    model_id: str
+    path: str
+    body: dict[str, Any]
+    raw: bytes
+    stream: bool
+    request_id: str
+    forwarded: bool  # arrived from another node: serve locally or fail, never re-forward
+
+
+class _Retry(Exception):
+    """This attempt failed before any byte reached the client; try elsewhere."""
+
+
+class RelayResponse(StreamingResponse):
+    """A streaming response whose cleanup always runs, also when the client vanishes early."""
+
+    def __init__(self, gen: AsyncIterator[bytes], cleanup: Callable[[], Awaitable[None]],
+                 **kw: Any) -> None:
+        super().__init__(gen, **kw)
+        self._gen = gen
+        self._cleanup = cleanup
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # An un-started generator skips its own finally on aclose: hence the cleanup hook.
+            with trio.move_on_after(_CLOSE_GRACE_S) as cs:
+                cs.shield = True
+                await self._gen.aclose()  # type: ignore[attr-defined]
+                await self._cleanup()
+
+
+class Forwarder:
+    """Sends jobs upstream with one shared httpx client."""
+
+    def __init__(self, ctx: MeshContext, timings: Timings, client: httpx.AsyncClient,
+                 state: ApiState, wall: Callable[[], float] = time.time) -> None:
+        self.ctx, self.timings, self.client, self.state, self.wall = ctx, timings, client, state, wall
+
+    async def handle(self, job: Job, tracker: Tracker) -> Response:
+        """The upstream's response, or ApiError (503 no host, 504 timeout)."""
+        deadline = trio.current_time() + self.timings.route_retry_window
+        while True:
+            routes = self.ctx.routes(job.model_id)
+            if job.forwarded:
+                routes = [r for r in routes if r.local]
+            for route in order_routes(routes, self.ctx.inflight(), self.state.outbound):
+                try:
+                    return await self._attempt(route, job, tracker)
+                except _Retry as exc:
+                    tracker.retried()
+                    log.warning("upstream_failed_over", model=job.model_id, peer=route.node_id,
+                                reason=str(exc))
+            if job.forwarded:
+                raise errors.not_hosted_here(job.model_id)
+            remaining = deadline - trio.current_time()
+            if remaining <= 0:
+                log.warning("no_ready_host", model=job.model_id, routes=len(routes))
+                raise errors.no_ready_host(job.model_id, retry_after=2)
+            await self.ctx.wait_for_change(min(remaining, _REPOLL_S))
+
+    def _request(self, route: Route, job: Job) -> httpx.Request:
+        content = job.raw
+        if route.rewrite_model:
+            content = json.dumps({**job.body, "model": route.rewrite_model}).encode()
+        headers = {"content-type": "application/json", "x-request-id": job.request_id}
+        if not route.local:
+            headers |= forward_headers(self.ctx.keys.http_key, self.ctx.node_id, job.request_id,
+                                       "POST", job.path, content, self.wall())
+        return self.client.build_request("POST", route.url.rstrip("/") + job.path,
+                                         content=content, headers=headers)
+
+    async def _attempt(self, route: Route, job: Job, tracker: Tracker) -> Response:
+        self.state.outbound[route.node_id] += 1
+        handed_off = False
+        try:
+            resp = await self._send(route, job)
+            tracker.node = resp.headers.get(SERVED_BY, route.node_id)
+            if job.stream and resp.headers.get("content-type", "").startswith("text/event-stream"):
+                first, rest = await _first_chunk(resp, job.model_id)
+                tracker.first_byte()
+                handed_off = True
+                return self._relay(resp, first, rest, route, tracker)
+            body = await _read_all(resp, job.model_id)
+            tracker.first_byte()
+            return self._plain(resp, body, route, job, tracker)
+        finally:
+            if not handed_off:
+                self.state.outbound[route.node_id] -= 1
+
+    async def _send(self, route: Route, job: Job) -> httpx.Response:
+        try:
+            resp = await self.client.send(self._request(route, job), stream=True)
+        except (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ConnectError) as exc:
+            raise _Retry(f"connect: {exc!r}") from None
+        except httpx.TimeoutException:
+            raise errors.upstream_timeout(job.model_id) from None
+        except httpx.TransportError as exc:
+            raise _Retry(f"transport: {exc!r}") from None
+        if resp.status_code in (502, 503):
+            await resp.aclose()
+            raise _Retry(f"status {resp.status_code}")
+        return resp
+
+    def _plain(self, resp: httpx.Response, body: bytes, route: Route, job: Job,
+               tracker: Tracker) -> Response:
+        ctype = resp.headers.get("content-type", "application/json")
+        if route.rewrite_model and ctype.startswith("application/json"):
+            body = _rewrite_model(body, job.model_id)
+        tracker.finish(resp.status_code)
+        return Response(body, status_code=resp.status_code, media_type=ctype,
+                        headers={SERVED_BY: tracker.node})
+
+    def _relay(self, resp: httpx.Response, first: bytes, rest: AsyncIterator[bytes],
+               route: Route, tracker: Tracker) -> Response:
+        outcome = {"status": 499}  # nginx's "client closed request" unless the stream ends
+        done = False
+
+        async def cleanup() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            self.state.outbound[route.node_id] -= 1
+            tracker.finish(outcome["status"])
+            with trio.move_on_after(_CLOSE_GRACE_S) as cs:
+                cs.shield = True
+                await resp.aclose()
+
+        async def gen() -> AsyncIterator[bytes]:
+            try:
+                yield first
+                async for chunk in rest:
+                    yield chunk
+                outcome["status"] = resp.status_code
+            except (httpx.TransportError, httpx.TimeoutException) as exc:
+                outcome["status"] = 502
+                log.warning("upstream_stream_broken", peer=route.node_id, error=repr(exc))
+                yield _sse_error(f"the host failed mid-stream: {type(exc).__name__}")
+            finally:
+                await cleanup()
+
+        headers = {SERVED_BY: tracker.node, "cache-control": "no-cache",
+                   "x-accel-buffering": "no"}
+        return RelayResponse(gen(), cleanup, status_code=resp.status_code, headers=headers,
+                             media_type=resp.headers.get("content-type", "text/event-stream"))
+
+
+async def _first_chunk(resp: httpx.Response,
+                       model: str) -> tuple[bytes, AsyncIterator[bytes]]:
+    """The first body bytes and the iterator of the rest; a host dying here is retryable."""
+    chunks = resp.aiter_raw()
+    try:
+        first = b""
+        while not first:
+            first = await chunks.__anext__()
+        return first, chunks
+    except StopAsyncIteration:
+        return b"", chunks
+    except httpx.TimeoutException:
+        await resp.aclose()
+        raise errors.upstream_timeout(model) from None
+    except httpx.TransportError as exc:
+        await resp.aclose()
+        raise _Retry(f"died before first byte: {exc!r}") from None
+
+
+async def _read_all(resp: httpx.Response, model: str) -> bytes:
+    try:
+        return await resp.aread()
+    except httpx.TimeoutException:
+        raise errors.upstream_timeout(model) from None
+    except httpx.TransportError as exc:
+        raise _Retry(f"died before the response was complete: {exc!r}") from None
+    finally:
+        await resp.aclose()
+
+
+def _rewrite_model(body: bytes, name: str) -> bytes:
+    """Put the mesh-facing model name back into a JSON response."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(doc, dict) and "model" in doc:
+        doc["model"] = name
+        return json.dumps(doc).encode()
+    return body
+
+
+def _sse_error(message: str) -> bytes:
+    err = errors.error_body(message, errors.SERVER, None, "upstream_failed")
+    return f"data: {json.dumps(err)}\n\n".encode()

@@ -1,0 +1,44 @@
+"""Serve the API app with hypercorn's trio worker inside the caller's nursery."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from starlette.applications import Starlette
+
+
+def hypercorn_config(host: str, port: int) -> Config:
+    """Quiet, keep-alive friendly settings for a LAN API."""
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None  # structlog carries request lines; hypercorn's logger would double
+    config.errorlog = None
+    config.keep_alive_timeout = 75.0  # OpenAI clients keep connections; nginx uses 75 s
+    config.graceful_timeout = 3.0
+    return config
+
+
+async def serve_api(app: Starlette, host: str, port: int, *,
+                    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+                    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve until cancelled (or `shutdown_trigger` returns); started(port) once listening."""
+
+    async def _serve(*, task_status: trio.TaskStatus[list[str]]) -> None:
+        await serve(app, hypercorn_config(host, port),  # type: ignore[arg-type]
+                    shutdown_trigger=shutdown_trigger, task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(_serve)
+        task_status.started(bound_port(binds))
+
+
+def bound_port(binds: list[str]) -> int:
+    """The port of the first bind URL (the real one when asked for port 0)."""
+    port = urlsplit(binds[0]).port
+    if port is None:
+        raise RuntimeError(f"hypercorn reported no port: {binds}")
+    return port

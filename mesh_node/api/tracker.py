@@ -1,0 +1,68 @@
+"""Per-request accounting: in-flight counts, metrics, request events; finished exactly once."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import trio
+
+from mesh_node.status.events import EventHub
+from mesh_node.status.metrics import ApiMetrics
+
+
+@dataclass
+class ApiState:
+    """Live numbers of one app; the node gossips `inflight_total` as its NodeState.inflight."""
+
+    inflight: Counter[str] = field(default_factory=Counter)  # by model id
+    outbound: Counter[str] = field(default_factory=Counter)  # open upstream requests by node id
+    finished: Counter[tuple[str, str]] = field(default_factory=Counter)  # (model, status class)
+
+    @property
+    def inflight_total(self) -> int:
+        return sum(self.inflight.values())
+
+    def summary(self) -> dict[str, object]:
+        """The "api" section added to /api/status."""
+        per_model: dict[str, dict[str, int]] = {}
+        for (model, klass), n in self.finished.items():
+            per_model.setdefault(model, {"ok": 0, "error": 0})[klass] = n
+        return {"inflight": dict(+self.inflight), "inflight_total": self.inflight_total,
+                "requests": per_model}
+
+
+class Tracker:
+    """Accounts one proxied request from resolution to its last byte."""
+
+    def __init__(self, state: ApiState, metrics: ApiMetrics, events: EventHub, model: str,
+                 this_node: str) -> None:
+        self._state, self._metrics, self._events = state, metrics, events
+        self.model = model
+        self.node = this_node
+        self._start = trio.current_time()
+        self._done = False
+        state.inflight[model] += 1
+        metrics.inflight.labels(model).inc()
+
+    def first_byte(self) -> None:
+        self._metrics.ttft_seconds.labels(self.model, self.node).observe(
+            trio.current_time() - self._start)
+
+    def retried(self) -> None:
+        self._metrics.retries.labels(self.model).inc()
+
+    def finish(self, status: int) -> None:
+        """Record the outcome once; later calls are ignored."""
+        if self._done:
+            return
+        self._done = True
+        elapsed = trio.current_time() - self._start
+        self._state.inflight[self.model] -= 1
+        self._metrics.inflight.labels(self.model).dec()
+        self._metrics.requests.labels(self.model, self.node, str(status)).inc()
+        self._metrics.request_seconds.labels(self.model, self.node).observe(elapsed)
+        klass = "ok" if status < 400 else "error"
+        self._state.finished[(self.model, klass)] += 1
+        self._events.publish("request", {"model": self.model, "node": self.node,
+                                         "status": status, "seconds": round(elapsed, 4)})

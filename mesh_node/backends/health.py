@@ -1,0 +1,44 @@
+"""Readiness probes for children: HTTP GET until 200, or a TCP connect for RPC workers."""
+
+from __future__ import annotations
+
+import httpx
+import trio
+
+POLL_INTERVAL = 0.25  # llama-server answers 503 while loading; a quarter second keeps load low
+PROBE_TIMEOUT = 2.0  # one probe; a healthy local server answers in milliseconds
+
+
+async def _http_ok(client: httpx.AsyncClient, url: str) -> bool:
+    try:
+        r = await client.get(url, timeout=PROBE_TIMEOUT)
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200
+
+
+async def _tcp_ok(host: str, port: int) -> bool:
+    try:
+        with trio.fail_after(PROBE_TIMEOUT):
+            stream = await trio.open_tcp_stream(host, port)
+    except (OSError, trio.TooSlowError):
+        return False
+    await stream.aclose()
+    return True
+
+
+async def wait_healthy(url: str | None, tcp: tuple[str, int] | None,
+                       timeout: float) -> tuple[bool, str]:
+    """(True, "") once every configured probe passes, else (False, reason) after `timeout`."""
+    if url is None and tcp is None:
+        return True, ""
+    async with httpx.AsyncClient() as client:
+        with trio.move_on_after(timeout):
+            while True:
+                http_ok = url is None or await _http_ok(client, url)
+                tcp_ok = tcp is None or await _tcp_ok(*tcp)
+                if http_ok and tcp_ok:
+                    return True, ""
+                await trio.sleep(POLL_INTERVAL)
+    what = url if url is not None else f"tcp {tcp}"
+    return False, f"not healthy within {timeout:g}s ({what})"

@@ -1,0 +1,207 @@
+"""Gossip wire format: msgpack messages sealed with AES-256-GCM.
+
+Sealed layout: version (1 byte) | nonce (12 bytes) | AES-GCM(msgpack body) with the version and
+the mesh digest as associated data, so another protocol version or another mesh never decodes.
+A datagram never exceeds MAX_DATAGRAM (1,200 bytes: fits the IPv6 minimum MTU of 1,280 with
+headers, RFC 8200 §5); `fit` packs piggybacked updates until that budget is reached. Push-pull
+frames over TCP use the same sealing with no size limit but MAX_FRAME.
+Every decoding failure raises WireError with a reason used for drop counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import msgpack
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from mesh_node.gossip.members import RANK, STATUSES, Update
+from mesh_node.security import MeshKeys
+
+PROTOCOL_VERSION = 1
+NONCE_LEN = 12
+TAG_LEN = 16
+OVERHEAD = 1 + NONCE_LEN + TAG_LEN
+MAX_DATAGRAM = 1200
+PLAIN_BUDGET = MAX_DATAGRAM - OVERHEAD
+MAX_FRAME = 64 * 1024 * 1024  # push-pull: 1,000 members with 10 kB records is 10 MB
+INLINE_STATE_MAX = 640  # bigger records travel as digests and are pulled over TCP
+
+Reason = Literal["auth", "malformed", "version", "oversize"]
+
+
+class WireError(Exception):
+    """A datagram or frame that cannot be accepted; `reason` names the drop counter."""
+
+    def __init__(self, reason: Reason, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason: Reason = reason
+
+
+@dataclass(frozen=True)
+class Ping:
+    seq: int
+    sender: str
+    target: str  # the node id the sender means to reach (a restarted address is not it)
+    updates: tuple[Update, ...] = ()
+
+
+@dataclass(frozen=True)
+class Ack:
+    seq: int
+    sender: str
+    updates: tuple[Update, ...] = ()
+
+
+@dataclass(frozen=True)
+class PingReq:
+    seq: int
+    sender: str
+    target: str
+    address: str
+    port: int
+    updates: tuple[Update, ...] = ()
+
+
+@dataclass(frozen=True)
+class Nack:
+    seq: int
+    sender: str
+    updates: tuple[Update, ...] = ()
+
+
+@dataclass(frozen=True)
+class Gossip:
+    sender: str
+    updates: tuple[Update, ...] = ()
+
+
+@dataclass(frozen=True)
+class PushPull:
+    sender: str
+    join: bool
+    updates: tuple[Update, ...] = ()  # the sender's whole table, state bytes included
+
+
+Message = Ping | Ack | PingReq | Nack | Gossip | PushPull
+_KINDS: dict[type[Any], int] = {Ping: 0, Ack: 1, PingReq: 2, Nack: 3, Gossip: 4, PushPull: 5}
+
+
+def _pack_update(u: Update) -> list[Any]:
+    return [u.node, RANK[u.status], u.incarnation, u.address, u.port,
+            u.state_inc, u.state_version, u.state, u.origin]
+
+
+def _head(msg: Message) -> list[Any]:
+    """Every field but the updates, after the kind."""
+    if isinstance(msg, Ping):
+        return [msg.seq, msg.sender, msg.target]
+    if isinstance(msg, PingReq):
+        return [msg.seq, msg.sender, msg.target, msg.address, msg.port]
+    if isinstance(msg, Ack | Nack):
+        return [msg.seq, msg.sender]
+    if isinstance(msg, PushPull):
+        return [msg.sender, msg.join]
+    return [msg.sender]
+
+
+def encode(msg: Message) -> bytes:
+    """The msgpack body of a message (not sealed)."""
+    body = [_KINDS[type(msg)], *_head(msg), [_pack_update(u) for u in msg.updates]]
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def fit(base: Message, candidates: Iterable[Update], budget: int = PLAIN_BUDGET,
+        scan: int = 64) -> Message:
+    """`base` carrying as many of `candidates` (in order) as fit in `budget` body bytes."""
+    used = len(encode(replace(base, updates=()))) + 2  # +2: array header may grow to 3 bytes
+    chosen: list[Update] = []
+    for i, u in enumerate(candidates):
+        if i >= scan:
+            break
+        if u.state is not None and len(u.state) > INLINE_STATE_MAX:
+            u = u.digest()
+        size = len(msgpack.packb(_pack_update(u), use_bin_type=True))
+        if used + size <= budget:
+            chosen.append(u)
+            used += size
+    return replace(base, updates=tuple(chosen))
+
+
+def seal(keys: MeshKeys, msg: Message, nonce: bytes, limit: int | None = MAX_DATAGRAM) -> bytes:
+    """Encrypt and authenticate a message; the caller draws the 12-byte random nonce."""
+    if len(nonce) != NONCE_LEN:
+        raise ValueError("nonce must be 12 bytes")
+    head = bytes([PROTOCOL_VERSION])
+    sealed = head + nonce + AESGCM(keys.gossip_key).encrypt(nonce, encode(msg), _ad(keys))
+    if limit is not None and len(sealed) > limit:
+        raise WireError("oversize", f"{len(sealed)} > {limit}")
+    return sealed
+
+
+def open_(keys: MeshKeys, data: bytes, limit: int | None = MAX_DATAGRAM) -> Message:
+    """Authenticate and decode; raises WireError and nothing else."""
+    if limit is not None and len(data) > limit:
+        raise WireError("oversize", f"{len(data)} > {limit}")
+    if len(data) < OVERHEAD:
+        raise WireError("malformed", "short")
+    if data[0] != PROTOCOL_VERSION:
+        raise WireError("version", str(data[0]))
+    try:
+        body = AESGCM(keys.gossip_key).decrypt(data[1:1 + NONCE_LEN], data[1 + NONCE_LEN:],
+                                               _ad(keys))
+    except InvalidTag:
+        raise WireError("auth") from None
+    return decode(body)
+
+
+def _ad(keys: MeshKeys) -> bytes:
+    return bytes([PROTOCOL_VERSION]) + keys.mesh_digest.encode()
+
+
+def decode(body: bytes) -> Message:
+    """Decode a msgpack body; raises WireError('malformed') on anything unexpected."""
+    try:
+        obj = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=True)
+        return _decode(obj)
+    except WireError:
+        raise
+    except Exception as e:  # msgpack raises a zoo of types on hostile input
+        raise WireError("malformed", type(e).__name__) from None
+
+
+def _decode(obj: Any) -> Message:
+    if not isinstance(obj, list) or len(obj) < 3:
+        raise WireError("malformed", "not a message")
+    kind, *head, raw_updates = obj
+    if not isinstance(raw_updates, list):
+        raise WireError("malformed", "updates")
+    ups = tuple(_decode_update(x) for x in raw_updates)
+    shapes: dict[Any, tuple[type[Any], ...]] = {
+        0: (int, str, str), 1: (int, str), 2: (int, str, str, str, int), 3: (int, str),
+        4: (str,), 5: (str, bool),
+    }
+    shape = shapes.get(kind) if type(kind) is int else None
+    if shape is None or len(head) != len(shape):
+        raise WireError("malformed", f"kind {kind!r}")
+    if not all(type(v) is t for v, t in zip(head, shape, strict=True)):
+        raise WireError("malformed", "field types")
+    ctor: list[type[Any]] = [Ping, Ack, PingReq, Nack, Gossip, PushPull]
+    msg: Message = ctor[kind](*head, updates=ups)
+    return msg
+
+
+def _decode_update(x: Any) -> Update:
+    if not isinstance(x, list) or len(x) != 9:
+        raise WireError("malformed", "update")
+    node, rank, inc, addr, port, sinc, sver, state, origin = x
+    ok = (type(node) is str and type(rank) is int and 0 <= rank < len(STATUSES)
+          and type(inc) is int and inc >= 0 and type(addr) is str and type(port) is int
+          and 0 <= port < 65536 and type(sinc) is int and sinc >= 0 and type(sver) is int
+          and sver >= 0 and (state is None or type(state) is bytes) and type(origin) is str)
+    if not ok:
+        raise WireError("malformed", "update fields")
+    return Update(node, STATUSES[rank], inc, addr, port, sinc, sver, state, origin)
