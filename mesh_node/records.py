@@ -76,7 +76,7 @@ class Serving:
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> Serving:
-        role = "worker" if d.get("r") == "worker" else "host"
+        role: Literal["host", "worker"] = "worker" if d.get("r") == "worker" else "host"
         return cls(str(d["m"]), role, str(d.get("b", "")), bool(d.get("ok")), int(d.get("p", 0)),
                    str(d.get("st", "")))
 
@@ -97,6 +97,7 @@ class NodeState:
     serving: tuple[Serving, ...] = ()
     inflight: int = 0
     version: str = ""
+    rpc_port: int = 50052  # where this node's RPC worker listens when it is elected one
     pins: tuple[tuple[str, str], ...] = ()  # (model id/alias, node name-or-id) from config
     replicas: tuple[tuple[str, int], ...] = ()  # (model id/alias, replicas) from config
 
@@ -107,7 +108,7 @@ class NodeState:
             "c": [c.to_wire() for c in self.capabilities],
             "cat": [m.to_wire() for m in self.catalog],
             "sv": [s.to_wire() for s in self.serving],
-            "if": self.inflight, "v": self.version,
+            "if": self.inflight, "v": self.version, "rp": self.rpc_port,
             "pin": [list(p) for p in self.pins], "rep": [list(r) for r in self.replicas],
         }
 
@@ -121,6 +122,7 @@ class NodeState:
             catalog=tuple(ModelSummary.from_wire(x) for x in d.get("cat", ())),
             serving=tuple(Serving.from_wire(x) for x in d.get("sv", ())),
             inflight=int(d.get("if", 0)), version=str(d.get("v", "")),
+            rpc_port=int(d.get("rp", 50052)),
             pins=tuple((str(a), str(b)) for a, b in d.get("pin", ())),
             replicas=tuple((str(a), int(b)) for a, b in d.get("rep", ())),
         )

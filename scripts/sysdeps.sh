@@ -7,6 +7,8 @@ command -v nft >/dev/null 2>&1 || want+=(nftables)
 command -v chromium >/dev/null 2>&1 || want+=(chromium)
 command -v nginx >/dev/null 2>&1 || want+=(nginx-light)
 command -v ip >/dev/null 2>&1 || want+=(iproute2)
+command -v shellcheck >/dev/null 2>&1 || want+=(shellcheck)
+command -v curl >/dev/null 2>&1 || want+=(curl)
 [ ${#want[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "sysdeps: not root; missing ${want[*]} (the lab tests need root and these packages)" >&2

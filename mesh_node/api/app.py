@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -129,7 +130,15 @@ class _Api:
 
     async def dashboard(self, request: Request) -> Response:
         page = resources.files("mesh_node.status").joinpath("static/dashboard.html")
-        return HTMLResponse(page.read_text(encoding="utf-8"))
+        doc = {**self.ctx.status(), "api": self.state.summary()}
+        return HTMLResponse(inline_status(page.read_text(encoding="utf-8"), doc))
+
+
+def inline_status(page: str, doc: dict[str, Any]) -> str:
+    """Put the status document into the page; "</" escaped so no string can end the script."""
+    data = json.dumps(doc).replace("</", "<\\/")
+    return page.replace('type="application/json">null</script>',
+                        f'type="application/json">{data}</script>', 1)
 
 
 def _api_error(request: Request, exc: Exception) -> Response:

@@ -52,6 +52,6 @@ class MeshContext(Protocol):
         """(ready, reason) for /readyz: ready once gossip runs and the first plan exists."""
         ...
 
-    async def wait_for_change(self, timeout: float) -> None:
+    async def wait_for_change(self, timeout: float) -> None:  # noqa: ASYNC109 (spec: a bounded wait)
         """Return when placement or readiness changes, or after `timeout` seconds."""
         ...

@@ -27,7 +27,7 @@ from mesh_node.timing import Timings
 
 log = structlog.get_logger("mesh_node.api")
 SERVED_BY = "x-mesh-served-by"
-_REPOLL_S = 1.0  # re-read routes at least this often while waiting for a ready host
+_REPOLL_S = 0.25  # re-read routes at least this often while waiting for a ready host
 _CLOSE_GRACE_S = 2.0  # bound on closing an upstream after the client went away
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import structlog
 import trio
 
 from mesh_node.status.events import EventHub
 from mesh_node.status.metrics import ApiMetrics
+
+log = structlog.get_logger("mesh_node.api")
 
 
 @dataclass
@@ -62,6 +65,8 @@ class Tracker:
         self._metrics.inflight.labels(self.model).dec()
         self._metrics.requests.labels(self.model, self.node, str(status)).inc()
         self._metrics.request_seconds.labels(self.model, self.node).observe(elapsed)
+        log.info("request_done", model=self.model, node=self.node, status=status,
+                 seconds=round(elapsed, 4))
         klass = "ok" if status < 400 else "error"
         self._state.finished[(self.model, klass)] += 1
         self._events.publish("request", {"model": self.model, "node": self.node,

@@ -27,18 +27,14 @@ async def _tcp_ok(host: str, port: int) -> bool:
     return True
 
 
-async def wait_healthy(url: str | None, tcp: tuple[str, int] | None,
-                       timeout: float) -> tuple[bool, str]:
-    """(True, "") once every configured probe passes, else (False, reason) after `timeout`."""
+async def wait_healthy(url: str | None, tcp: tuple[str, int] | None) -> None:
+    """Return once every configured probe passes; the caller bounds it (trio.move_on_after)."""
     if url is None and tcp is None:
-        return True, ""
+        return
     async with httpx.AsyncClient() as client:
-        with trio.move_on_after(timeout):
-            while True:
-                http_ok = url is None or await _http_ok(client, url)
-                tcp_ok = tcp is None or await _tcp_ok(*tcp)
-                if http_ok and tcp_ok:
-                    return True, ""
-                await trio.sleep(POLL_INTERVAL)
-    what = url if url is not None else f"tcp {tcp}"
-    return False, f"not healthy within {timeout:g}s ({what})"
+        while True:
+            http_ok = url is None or await _http_ok(client, url)
+            tcp_ok = tcp is None or await _tcp_ok(*tcp)
+            if http_ok and tcp_ok:
+                return
+            await trio.sleep(POLL_INTERVAL)

@@ -49,7 +49,7 @@ class ChildProcess:
         if self._pidfd is not None:
             await trio.lowlevel.wait_readable(self._pidfd)
             return
-        while self.popen.poll() is None:  # no pidfd (macOS): poll
+        while self.popen.poll() is None:  # noqa: ASYNC110 - no pidfd (macOS): nothing to await
             await trio.sleep(0.05)
 
     def exited(self) -> bool:

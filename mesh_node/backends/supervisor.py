@@ -57,6 +57,7 @@ class _Record:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     done: trio.Event = field(default_factory=trio.Event)
     stopping: bool = False
+    announced: bool = False  # task_status.started() was called for this child
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=OUTPUT_TAIL))
 
 
@@ -71,9 +72,9 @@ class Child:
     def state(self) -> ChildState:
         return self.supervisor.state(self.name)
 
-    async def wait_ready(self, timeout: float) -> ChildState:
-        """Wait until ready (or a terminal state); TooSlowError after timeout."""
-        return await self.supervisor.wait_for(self.name, ("ready", "failed", "stopped"), timeout)
+    async def wait_ready(self) -> ChildState:
+        """Wait until ready or a terminal state (bound it with trio.fail_after)."""
+        return await self.supervisor.wait_for(self.name, ("ready", "failed", "stopped"))
 
 
 class Supervisor:
@@ -133,11 +134,10 @@ class Supervisor:
         self._subscribers.append(send)
         return recv
 
-    async def wait_for(self, name: str, statuses: tuple[Status, ...], timeout: float) -> ChildState:
-        """Wait until the child's status is one of `statuses`; TooSlowError after timeout."""
-        with trio.fail_after(timeout):
-            while self.state(name).status not in statuses:
-                await self._changed.wait()
+    async def wait_for(self, name: str, statuses: tuple[Status, ...]) -> ChildState:
+        """Wait until the child's status is one of `statuses` (bound it with trio.fail_after)."""
+        while self.state(name).status not in statuses:
+            await self._changed.wait()
         return self.state(name)
 
     def _set(self, rec: _Record, **changes: object) -> None:
@@ -155,12 +155,11 @@ class Supervisor:
 
     async def _supervise(self, rec: _Record, task_status: trio.TaskStatus[None]) -> None:
         """Run, watch and restart one child until stopped, cancelled or failed for good."""
-        spec, delay, started = rec.spec, self._t.backend_restart_min, False
+        spec, delay = rec.spec, self._t.backend_restart_min
         try:
             with rec.scope:
                 while True:
-                    ran_for, code = await self._run_once(rec, task_status, started)
-                    started = True
+                    ran_for, code = await self._run_once(rec, task_status)
                     if code is None or not spec.restart:
                         return
                     delay = self._t.backend_restart_min if ran_for >= self._t.backend_restart_max \
@@ -173,12 +172,17 @@ class Supervisor:
             if rec.stopping or rec.state.status != "failed":
                 self._set(rec, status="stopped", pid=None, reason="")
                 log.info("backend_stopped", child=spec.name)
-            if not started:
-                task_status.started()
+            self._announce(rec, task_status)
             rec.done.set()
 
-    async def _run_once(self, rec: _Record, task_status: trio.TaskStatus[None],
-                        started: bool) -> tuple[float, int | None]:
+    @staticmethod
+    def _announce(rec: _Record, task_status: trio.TaskStatus[None]) -> None:
+        if not rec.announced:
+            rec.announced = True
+            task_status.started()
+
+    async def _run_once(self, rec: _Record,
+                        task_status: trio.TaskStatus[None]) -> tuple[float, int | None]:
         """One process lifetime: (seconds it ran, exit code or None when it could not spawn)."""
         spec = rec.spec
         self._set(rec, status="starting", pid=None, reason="")
@@ -190,8 +194,7 @@ class Supervisor:
             return 0.0, None
         self._set(rec, pid=proc.pid)
         log.info("backend_started", child=spec.name, pid=proc.pid, argv=list(spec.argv))
-        if not started:
-            task_status.started()
+        self._announce(rec, task_status)
         t0 = trio.current_time()
         try:
             async with trio.open_nursery() as nursery:
@@ -212,16 +215,19 @@ class Supervisor:
 
     async def _watch_health(self, rec: _Record, proc: ChildProcess) -> None:
         spec = rec.spec
-        ok, why = await wait_healthy(spec.health_url, spec.health_tcp, spec.health_timeout)
-        if ok:
+        with trio.move_on_after(spec.health_timeout):
+            await wait_healthy(spec.health_url, spec.health_tcp)
             self._set(rec, status="ready")
             log.info("backend_ready", child=spec.name, pid=proc.pid)
-        else:
-            rec.state = replace(rec.state, reason=why)  # reported when the kill lands as a crash
-            log.warning("backend_unhealthy", child=spec.name, reason=why)
-            proc.signal_group(signal.SIGTERM)
-            await trio.sleep(self._t.backend_stop_grace)
-            proc.signal_group(signal.SIGKILL)  # still here: the group leader has not exited
+            return
+        # not healthy in time: fail it, and let the exit count as a crash
+        probe = spec.health_url or f"tcp {spec.health_tcp}"
+        why = f"not healthy within {spec.health_timeout:g}s ({probe})"
+        rec.state = replace(rec.state, reason=why)  # reported when the kill lands as a crash
+        log.warning("backend_unhealthy", child=spec.name, reason=why)
+        proc.signal_group(signal.SIGTERM)
+        await trio.sleep(self._t.backend_stop_grace)
+        proc.signal_group(signal.SIGKILL)  # still here: the group leader has not exited
 
     async def _pump(self, rec: _Record, proc: ChildProcess) -> None:
         """Stream the child's output lines into structlog at debug level."""

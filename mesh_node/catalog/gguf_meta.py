@@ -57,7 +57,7 @@ def _open(path: Path) -> GGUFReader:
     try:
         reader = GGUFReader(path)
     except Exception as exc:  # the reader raises ValueError, IndexError, OSError on bad input
-        raise GgufError(f"unreadable GGUF: {type(exc).__name__}: {exc}") from exc
+        raise GgufError(f"unreadable GGUF (truncated or corrupt): {type(exc).__name__}: {exc}") from exc
     size = os.path.getsize(path)
     end = max((t.data_offset + t.n_bytes for t in reader.tensors), default=reader.data_offset)
     if end > size:

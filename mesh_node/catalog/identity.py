@@ -101,13 +101,24 @@ E = TypeVar("E", bound=Named)
 def resolve(name: str, entries: Iterable[E]) -> E | None:
     """Entry named by exact id, else alias, else comparison key (usable entries first, then by id)."""
     items = list(entries)
-    for match in (
-        lambda e: e.id == name,
-        lambda e: name in e.aliases,
-        lambda e: e.id.lower() == name.lower() or name.lower() in (a.lower() for a in e.aliases),
-        lambda e: e.key == comparison_key(name),
-    ):
-        found = sorted((e for e in items if match(e)), key=lambda e: (e.error is not None, e.id))
+    low, key = name.lower(), comparison_key(name)
+    for rank in range(4):
+        found = [e for e in items if _matches(e, name, low, key, rank)]
         if found:
-            return found[0]
+            return min(found, key=_preference)
     return None
+
+
+def _matches(e: Named, name: str, low: str, key: str, rank: int) -> bool:
+    """Rank 0: exact id; 1: exact alias; 2: id/alias ignoring case; 3: comparison key."""
+    if rank == 0:
+        return e.id == name
+    if rank == 1:
+        return name in e.aliases
+    if rank == 2:
+        return e.id.lower() == low or low in (a.lower() for a in e.aliases)
+    return e.key == key
+
+
+def _preference(e: Named) -> tuple[bool, str]:
+    return (e.error is not None, e.id)

@@ -20,11 +20,19 @@ from mesh_node.config import schema
 from mesh_node.config.errors import ConfigError
 from mesh_node.config.kinds import Invalid, show
 from mesh_node.config.model import (
-    ApiConfig, BackendsConfig, Config, ElectionConfig, LlamaConfig, LogConfig, MeshConfig,
-    MlxConfig, ModelConfig, NodeConfig,
+    ApiConfig,
+    BackendsConfig,
+    Config,
+    ElectionConfig,
+    LlamaConfig,
+    LogConfig,
+    MeshConfig,
+    MlxConfig,
+    ModelConfig,
+    NodeConfig,
 )
 
-__all__ = ["ConfigError", "load_config", "mask", "DEFAULT_LABEL"]
+__all__ = ["ConfigError", "load_config", "mask", "plain", "DEFAULT_LABEL"]
 
 DEFAULT_LABEL = "<embedded default.toml>"
 ENV_RANK, FLAG_RANK = 2, 3
@@ -90,6 +98,9 @@ def _parse(text: str, label: str) -> dict[str, Any]:
 
 
 def _unknown(label: str, dotted: str, leaf: str, prefix: str) -> ConfigError:
+    if prefix and leaf in schema.siblings(""):  # TOML puts keys after [table] inside it
+        return ConfigError(label, dotted, "a known key", message=f'unknown key; "{leaf}" is a '
+                           'top-level key: put it above the first [table]')
     hint = schema.suggest(leaf, schema.siblings(prefix))
     if hint:
         hint = hint.replace('"', '"' + (prefix + "." if prefix else ""), 1)
@@ -189,10 +200,11 @@ def _models(raw: object, label: str, base: Path | None) -> tuple[ModelConfig, ..
     out: list[ModelConfig] = []
     for i, item in enumerate(raw):
         out.append(_model(item, f"models[{i}]", label, base))
-    aliases = [m.alias for m in out if m.alias]
+    seen: set[str] = set()
     for i, m in enumerate(out):
-        if m.alias and aliases.count(m.alias) > 1:
+        if m.alias and m.alias in seen:  # reported where it repeats, the later entry
             raise ConfigError(label, f"models[{i}].alias", "a unique alias", show(m.alias))
+        seen.add(m.alias or "")
     return tuple(out)
 
 
@@ -242,7 +254,7 @@ def _build(values: dict[str, object], models: tuple[ModelConfig, ...],
 
 def mask(config: Config) -> dict[str, Any]:
     """The effective config as plain data (paths as strings), secrets shown as "***"."""
-    out = _plain(config)
+    out = plain(config)
     assert isinstance(out, dict)
     for dotted in schema.SECRETS:
         section, key = dotted.split(".")
@@ -251,11 +263,14 @@ def mask(config: Config) -> dict[str, Any]:
     return out
 
 
-def _plain(value: object) -> object:
+def plain(value: object) -> object:
+    """Dataclasses to dicts, tuples to lists, paths to strings (JSON-ready)."""
     if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+        return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, Path):
         return str(value)
     return value

@@ -74,7 +74,9 @@ class ZeroconfBus:
     def register(self, advert: ServiceAdvert) -> None:
         """Probe and announce (RFC 6762 section 8); blocks about a second."""
         info = self._info(advert)
-        self._zc.register_service(info, cooperating_responders=False)
+        # A clash means a duplicated node id (a copied data dir): gossip reports that; mDNS
+        # renames the instance ("name (2)") rather than crash the node.
+        self._zc.register_service(info, allow_name_change=True)
         self._infos[advert.instance] = info
 
     def update(self, advert: ServiceAdvert) -> None:

@@ -52,7 +52,9 @@ class MdnsDiscovery:
         self._bus_factory = bus_factory
         self._if_addrs = if_addrs
         self._core = BrowseCore(node_id, mesh_digest, protocol)
-        label = f"{_label(name)[:20]}-{_label(node_id)}".strip("-")[:63]
+        # DNS labels are at most 63 bytes (RFC 1035): the node id keeps instances unique.
+        nid = _label(node_id)
+        label = f"{_label(name)[:max(0, min(20, 62 - len(nid)))]}-{nid}".strip("-")[:63]
         self.instance = f"{label}.{SERVICE_TYPE}"
         self._host = f"mn-{_label(node_id)[:59]}.local."
         self._bus: MdnsBus | None = None

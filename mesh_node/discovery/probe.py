@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+import structlog
 import trio
 
 from mesh_node.discovery.core import Peer
@@ -71,6 +72,8 @@ async def amain(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Logs to stderr so stdout stays pure JSON lines for the lab to parse.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     trio.run(amain, parse_args(argv))
 
 

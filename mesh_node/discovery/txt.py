@@ -18,6 +18,7 @@ TXT_PAIR_MAX = 255  # RFC 6763 section 6.1: one length byte per string
 _NODE_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _DIGEST_RE = re.compile(r"^[0-9a-f]{16}$")
 _CAP_RE = re.compile(r"^[a-z0-9_.-]{1,32}:[a-z0-9_.-]{1,32}$")
+_UINT_RE = re.compile(r"^[0-9]{1,20}$")  # ASCII only: int() would also take other digits
 
 TxtProps = Mapping[bytes | str, bytes | str | None]
 
@@ -106,8 +107,12 @@ def _normalise(props: TxtProps) -> dict[str, str]:
     return out
 
 
+def _uint(raw: str | None) -> int | None:
+    return int(raw) if raw is not None and _UINT_RE.match(raw) else None
+
+
 def _port(raw: str | None) -> int | None:
-    if raw is None or not raw.isdigit():
+    if raw is None or not _UINT_RE.match(raw):
         return None
     p = int(raw)
     return p if 0 < p < 65536 else None
@@ -127,14 +132,13 @@ def _decode(d: dict[str, str]) -> Advert | Malformed:
         return Malformed("bad node id")
     if not _DIGEST_RE.match(digest):
         return Malformed("bad mesh digest")
-    pv = d.get("pv", "")
-    if not pv.isdigit():
+    pv = _uint(d.get("pv"))
+    if pv is None:
         return Malformed("bad protocol version")
     gp, ap = _port(d.get("gp")), _port(d.get("ap"))
     if gp is None or ap is None:
         return Malformed("bad port")
-    mem = d.get("mem", "0")
     caps = tuple(t for t in d.get("cap", "").split(",") if _CAP_RE.match(t))
-    return Advert(node_id=node_id, name=d.get("n", ""), mesh_digest=digest, protocol=int(pv),
+    return Advert(node_id=node_id, name=d.get("n", ""), mesh_digest=digest, protocol=pv,
                   gossip_port=gp, api_port=ap, capabilities=caps,
-                  memory_offered=int(mem) if mem.isdigit() else 0)
+                  memory_offered=_uint(d.get("mem")) or 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from mesh_node.election.snapshot import Candidate, WantedModel
 from mesh_node.records import ModelPlacement, Placement
 
 DEFAULT_RPC_PORT = 50052  # LlamaConfig.rpc_port default; NodeState does not carry the port yet
@@ -71,3 +72,11 @@ def node_commitments(placement: Placement, headroom: float) -> dict[str, int]:
         for node, b in model_commitments(p, headroom).items():
             out[node] = out.get(node, 0) + b
     return out
+
+
+def no_backend_reason(m: WantedModel, holders: Sequence[Candidate]) -> str:
+    """Why nobody holding the file can run it: each holder's reported capability reason."""
+    notes = [f"{c.label}: {r or 'unavailable'}" for c in holders
+             for b, r in c.unavailable if b == m.backend]
+    detail = f" ({'; '.join(notes)})" if notes else ""
+    return f"no node with an available {m.backend} backend{detail}"

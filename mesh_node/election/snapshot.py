@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from mesh_node.records import MemberView, ModelSummary, NodeState, Placement, Serving
+from mesh_node.records import (
+    MemberView,
+    ModelPlacement,
+    ModelSummary,
+    NodeState,
+    Placement,
+    Serving,
+)
 
 DEFAULT_HEADROOM = 1.1  # mesh-llm's rule: solo when memory >= 1.1x the model
 DEFAULT_MAX_RTT_MS = 80.0  # RPC workers further away than this are skipped
@@ -90,6 +97,27 @@ class Snapshot:
     def member(self, node_id: str) -> Candidate | None:
         """The live candidate with this id, if any."""
         return next((c for c in self.members if c.node_id == node_id), None)
+
+    def _previous(self, model_id: str) -> ModelPlacement | None:
+        prev = self.previous.for_model(model_id) if self.previous is not None else None
+        return prev if prev is not None and prev.served_as is None else None
+
+    def incumbent_hosts(self, model_id: str) -> set[str]:
+        """Previous hosts of the model plus live nodes starting/serving it as host."""
+        prev = self._previous(model_id)
+        ids = set(prev.hosts) if prev is not None else set()
+        return ids | {c.node_id for c in self.members if c.active(model_id, "host")}
+
+    def incumbent_workers(self, model_id: str) -> set[str]:
+        """Previous RPC workers of the model plus live nodes starting/serving as its worker."""
+        prev = self._previous(model_id)
+        ids = {w.node_id for w in prev.workers} if prev is not None else set()
+        return ids | {c.node_id for c in self.members if c.active(model_id, "worker")}
+
+    def pin_targets(self, model: WantedModel) -> list[Candidate]:
+        """Live members the model is pinned to (by node id or name)."""
+        return [c for c in self.members
+                if c.node_id in model.pins or (c.name and c.name in model.pins)]
 
 
 def candidate_from_state(state: NodeState, rtt_ms: float | None = None) -> Candidate:

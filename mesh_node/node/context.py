@@ -8,7 +8,6 @@ from typing import Any
 
 import trio
 
-from mesh_node import __version__
 from mesh_node.api.context import Route
 from mesh_node.api.resolve import resolve_name, routes_for
 from mesh_node.catalog.entry import CatalogEntry
@@ -16,6 +15,7 @@ from mesh_node.config.model import Config
 from mesh_node.records import MemberView, NodeState, Placement
 from mesh_node.security import MeshKeys
 from mesh_node.status.events import EventHub
+from mesh_node.status.view import build_status
 
 
 class NodeContext:
@@ -25,7 +25,8 @@ class NodeContext:
                  members: Callable[[], list[MemberView]], placement: Callable[[], Placement],
                  local_backends: Callable[[], Mapping[str, tuple[int, str | None]]],
                  catalog: list[CatalogEntry], counters: Callable[[], dict[str, int]],
-                 planned: Callable[[], bool], address: str) -> None:
+                 planned: Callable[[], bool], address: str, me: Callable[[], NodeState],
+                 started_at: float) -> None:
         self.node_id = node_id
         self.node_name = config.node.name
         self.keys = keys
@@ -40,7 +41,8 @@ class NodeContext:
         self._catalog = catalog
         self._counters = counters
         self._planned = planned
-        self._started = time.monotonic()
+        self._me = me
+        self._started = started_at
         self._changed = trio.Event()
 
     # --- change notification -------------------------------------------------------------
@@ -100,16 +102,13 @@ class NodeContext:
 
     # --- status --------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        from mesh_node.status.view import build_status
-
-        return build_status(
-            node={"id": self.node_id, "name": self.node_name, "version": __version__,
-                  "uptime_s": round(time.monotonic() - self._started, 1),
-                  "address": self.address, "api_port": self.config.api.port,
-                  "gossip_port": self.config.mesh.gossip_port},
-            mesh={"name": self.config.mesh.name, "authenticated": self.keys.authenticated,
-                  "warning": None if self.keys.authenticated else
-                  "no mesh secret: any machine on this LAN can join (set [mesh] secret)"},
-            members=self._members(), placement=self._placement(), catalog=self._catalog,
-            counters=self._counters(),
-        )
+        doc = build_status(
+            me=self._me(), uptime_s=time.monotonic() - self._started,
+            mesh_name=self.config.mesh.name, authenticated=self.keys.authenticated,
+            members=self._members(), placement=self._placement(), counters=self._counters())
+        doc["local_catalog"] = [
+            {"id": e.id, "path": str(e.path), "backend": e.backend, "format": e.format,
+             "size_bytes": e.size_bytes, "memory_bytes": e.memory_bytes,
+             "quantization": e.quantization, "key": e.key, "error": e.error}
+            for e in self._catalog]
+        return doc

@@ -28,21 +28,21 @@ class MeshView:
 
     def __init__(self, members: Callable[[], Sequence[GossipMember]]) -> None:
         self._members = members
-        self._cache: dict[str, tuple[int, NodeState | None]] = {}
+        # keeps the record object itself, so identity comparison is safe (no id reuse)
+        self._cache: dict[str, tuple[object, NodeState | None]] = {}
 
     def _state(self, m: GossipMember) -> NodeState | None:
         if m.state is None:
             return None
-        ident = id(m.state)
         hit = self._cache.get(m.node_id)
-        if hit is not None and hit[0] == ident:
+        if hit is not None and hit[0] is m.state:
             return hit[1]
         try:
             st: NodeState | None = NodeState.from_wire(dict(m.state))
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("state_record_invalid", peer=m.node_id, error=str(exc))
             st = None
-        self._cache[m.node_id] = (ident, st)
+        self._cache[m.node_id] = (m.state, st)
         return st
 
     def members(self) -> list[MemberView]:

@@ -6,6 +6,7 @@ Split from netlab.py to keep modules small; import everything from `netlab`.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -99,7 +100,8 @@ class NodeProc:
         data = res.json()
         if not isinstance(data, dict):
             raise LabError(f"/api/status on {self.ns} is not an object")
-        return data
+        result: dict[str, Any] = data
+        return result
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float,
                  interval: float = 0.25) -> dict[str, Any]:
@@ -111,9 +113,10 @@ class NodeProc:
                 raise AssertionError(f"node in {self.ns} exited {self.proc.returncode}\n"
                                      + self.log_tail())
             try:
-                last = self.status(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
-                if predicate(last):
-                    return last
+                st = self.status(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+                last = st
+                if predicate(st):
+                    return st
             except (LabError, ValueError) as exc:
                 last = exc
             time.sleep(interval)
@@ -124,7 +127,6 @@ class NodeProc:
         """Signal the node's process group and wait; None if it is still running."""
         if self.proc.poll() is None:
             try:
-                import os
                 os.killpg(self.proc.pid, sig)
             except ProcessLookupError:
                 pass

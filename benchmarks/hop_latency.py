@@ -1,0 +1,177 @@
+"""Added latency of one mesh hop: time to first byte direct vs through the mesh app.
+
+Three processes on loopback: a fast upstream (answers a streamed chat at once), the mesh app
+(hypercorn, a FakeMeshContext routing to that upstream) and this client. The client alternates
+direct and mesh requests over keep-alive connections so machine noise hits both alike.
+
+    .venv/bin/python benchmarks/hop_latency.py [--requests 2000] [--upstream URL]
+
+--upstream points the hop at an existing server (a real llama-server, for example) instead of
+the built-in fast one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from functools import partial
+
+import httpx
+import trio
+
+BODY = json.dumps({"model": "bench", "stream": True, "max_tokens": 1,
+                   "messages": [{"role": "user", "content": "hi"}]}).encode()
+CHUNK = b'data: {"choices":[{"delta":{"content":"x"}}]}\n\ndata: [DONE]\n\n'
+RESPONSE = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"content-length: %d\r\n\r\n" % len(CHUNK)) + CHUNK
+
+
+async def _upstream_conn(stream: trio.SocketStream) -> None:
+    """Minimal keep-alive HTTP/1.1: one fixed SSE answer per request (bodies are small)."""
+    buf = b""
+    try:
+        while True:
+            while b"\r\n\r\n" not in buf:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                buf += data
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            while len(buf) < length:
+                buf += await stream.receive_some(65536)
+            buf = buf[length:]
+            await stream.send_all(RESPONSE)
+    except trio.BrokenResourceError:
+        return
+
+
+async def serve_upstream(port: int) -> None:
+    await trio.serve_tcp(_upstream_conn, port, host="127.0.0.1")
+
+
+async def serve_mesh(port: int, upstream: str) -> None:
+    from mesh_node.api.app import build_app
+    from mesh_node.api.context import Route
+    from mesh_node.api.fake import FakeMeshContext, FakeModel
+    from mesh_node.api.server import serve_api
+    from mesh_node.timing import Timings
+    if os.environ.get("HOP_QUIET_LOGS", "1") == "1":  # a node logs JSON to a file, not a TTY
+        import logging
+
+        import structlog
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    ctx = FakeMeshContext([FakeModel("bench", routes=[Route("up", upstream, True)])])
+    await serve_api(build_app(ctx, Timings()), "127.0.0.1", port)
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _ttfb(client: httpx.AsyncClient, url: str) -> float:
+    start = time.perf_counter()
+    async with client.stream("POST", url + "/v1/chat/completions", content=BODY,
+                             headers={"content-type": "application/json"}) as r:
+        elapsed = None
+        async for _ in r.aiter_raw():
+            if elapsed is None:
+                elapsed = time.perf_counter() - start
+    assert elapsed is not None, "empty response"
+    return elapsed
+
+
+async def _wait_up(client: httpx.AsyncClient, url: str) -> None:
+    with trio.fail_after(30):
+        while True:
+            try:
+                await _ttfb(client, url)
+                return
+            except httpx.TransportError:
+                await trio.sleep(0.1)
+
+
+def _pct(xs: list[float], q: float) -> float:
+    return sorted(xs)[min(len(xs) - 1, int(q * len(xs)))] * 1000
+
+
+def _cpu_s(pid: int) -> float:
+    """User+system CPU seconds of a process (Linux /proc), so the hop's cost is known even
+    when other load on the machine inflates wall-clock latency."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(direct: str, mesh: str, n: int, mesh_pid: int) -> dict[str, float]:
+    """Alternating direct/mesh TTFB samples (ms percentiles) and mesh CPU per request."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        await _wait_up(client, direct)
+        await _wait_up(client, mesh)
+        for _ in range(50):  # warm connections and code paths
+            await _ttfb(client, direct)
+            await _ttfb(client, mesh)
+        d, m = [], []
+        cpu0 = _cpu_s(mesh_pid)
+        for _ in range(n):
+            d.append(await _ttfb(client, direct))
+            m.append(await _ttfb(client, mesh))
+        cpu = (_cpu_s(mesh_pid) - cpu0) / n * 1000
+    return {"mesh_cpu_ms": cpu, "direct_p50": _pct(d, 0.5), "direct_p99": _pct(d, 0.99),
+            "mesh_p50": _pct(m, 0.5), "mesh_p99": _pct(m, 0.99),
+            "added_p50": _pct(m, 0.5) - _pct(d, 0.5), "added_p99": _pct(m, 0.99) - _pct(d, 0.99),
+            "added_median_of_pairs": statistics.median(b - a for a, b in zip(d, m, strict=True))
+            * 1000}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--upstream", help="existing upstream base URL instead of the fast one")
+    ap.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--serve-mesh", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve_upstream:
+        trio.run(serve_upstream, args.serve_upstream)
+        return
+    if args.serve_mesh:
+        trio.run(serve_mesh, int(args.serve_mesh[0]), args.serve_mesh[1])
+        return
+    procs = []
+    try:
+        upstream = args.upstream
+        if upstream is None:
+            up_port = _port()
+            upstream = f"http://127.0.0.1:{up_port}"
+            procs.append(subprocess.Popen([sys.executable, __file__, "--serve-upstream",
+                                           str(up_port)]))
+        mesh_port = _port()
+        procs.append(subprocess.Popen([sys.executable, __file__, "--serve-mesh", str(mesh_port),
+                                       upstream], env={**os.environ}))
+        r = trio.run(partial(measure, upstream, f"http://127.0.0.1:{mesh_port}", args.requests,
+                             procs[-1].pid))
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=10)
+    print(f"requests per path: {args.requests} (alternating), upstream {upstream}")
+    print(f"TTFB direct: p50 {r['direct_p50']:.3f} ms  p99 {r['direct_p99']:.3f} ms")
+    print(f"TTFB mesh:   p50 {r['mesh_p50']:.3f} ms  p99 {r['mesh_p99']:.3f} ms")
+    print(f"added by one hop: p50 {r['added_p50']:.3f} ms  p99 {r['added_p99']:.3f} ms  "
+          f"(median of paired differences {r['added_median_of_pairs']:.3f} ms)")
+    print(f"mesh process CPU per request: {r['mesh_cpu_ms']:.3f} ms (load-independent cost)")
+    print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print("target p50 added < 1 ms:", "met" if r["added_p50"] < 1.0 else "NOT met")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,325 @@
+"""plan(snapshot) -> Placement: which node hosts each model. Pure: no I/O, clock or randomness.
+
+Rules, in order:
+  1. keep   - each model whose previous placement is still valid (hosts alive, holding the file,
+              not failed; workers alive, near and not failed; memory still fits) keeps it, so a
+              serving incumbent is never moved by an unrelated change. A split stays a split.
+  2. place  - every other model, and replicas still missing: solo on a holder that fits
+              (preferring pin target, then incumbent, then most free memory, then id); else, for
+              a splittable backend (llama), the best holder hosts and RPC workers are added by
+              free memory (skipping those above max_rtt_ms) until the shares fit; else unservable.
+  3. fallback - an unservable MLX model is served as a placed llama export with the same key.
+Models are visited pinned first, then by memory descending, then id, in both passes.
+
+Free memory for planning is memory_offered minus what this plan has assigned so far, NOT the
+gossiped memory_free: memory_free already subtracts what a node serves now, so counting it would
+charge an incumbent twice for its own model and make it look full (and flap).
+
+Split weights: WorkerAssignment.weight is each worker's share, in listed order; the host's own
+share is `rules.host_share(weights)` (1 - sum). Shares follow the free memory each node offers
+the split. Order them for `--tensor-split` as llama.cpp lists its devices (RPC devices first,
+in `--rpc` order, then the host's local devices). One RPC port per node: a node is the RPC
+worker of at most one model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from mesh_node.election.rules import (
+    DEFAULT_RPC_PORT,
+    fmt_bytes,
+    fmt_need,
+    host_share,
+    need_bytes,
+    no_backend_reason,
+    split_commitments,
+    split_weights,
+)
+from mesh_node.election.snapshot import (
+    Candidate,
+    Snapshot,
+    WantedModel,
+    snapshot_from_members,
+    snapshot_from_states,
+)
+from mesh_node.records import ModelPlacement, Placement, WorkerAssignment
+
+__all__ = ["Snapshot", "plan", "snapshot_from_members", "snapshot_from_states"]
+
+_BACKEND_LABEL = {"mlx": "MLX", "llama": "llama.cpp"}
+
+
+@dataclass
+class _Ledger:
+    """Free memory per node and RPC ports taken, as the plan assigns them (local to one plan)."""
+
+    free: dict[str, int]
+    workers: set[str] = field(default_factory=set)
+
+    def take(self, nodes: Sequence[str], amounts: Sequence[int]) -> None:
+        for node, amount in zip(nodes, amounts, strict=True):
+            self.free[node] -= amount
+
+
+def plan(snapshot: Snapshot) -> Placement:
+    """The placement of every wanted model; same snapshot in, same placement out."""
+    led = _Ledger({c.node_id: c.memory_offered for c in snapshot.members})
+    order = sorted(snapshot.models, key=lambda m: (not m.pins, -m.memory_bytes, m.id))
+    kept = {m.id: p for m in order if (p := _keep(snapshot, m, led)) is not None}
+    results = {m.id: _place(snapshot, m, led, kept.get(m.id)) for m in order}
+    for m in snapshot.models:
+        results[m.id] = _fallback(snapshot, m, results)
+    return Placement(tuple(results[m.id] for m in snapshot.models))
+
+
+# --- pass 1: keep what still works -------------------------------------------------------------
+
+def _previous(s: Snapshot, m: WantedModel) -> ModelPlacement | None:
+    return s.previous.for_model(m.id) if s.previous is not None else None
+
+
+def _keep(s: Snapshot, m: WantedModel, led: _Ledger) -> ModelPlacement | None:
+    """The still-valid previous placement of m, reserved in the ledger; None to re-place it."""
+    prev = _previous(s, m)
+    if prev is None:
+        # No previous plan (a fresh node): what the mesh is serving right now is the incumbent.
+        active = tuple(c.node_id for c in s.members if c.active(m.id, "host"))
+        return _keep_solo(s, m, active, led)
+    if prev.served_as is not None or prev.mode == "unservable" or _pin_pending(s, m, prev):
+        return None
+    if prev.mode == "split":
+        return _keep_split(s, m, prev, led)
+    return _keep_solo(s, m, prev.hosts, led)
+
+
+def _pin_pending(s: Snapshot, m: WantedModel, prev: ModelPlacement) -> bool:
+    """A pin target that could host m is not among its hosts: re-place so the pin can win."""
+    need = need_bytes(m.memory_bytes, s.headroom)
+    targets = [c for c in s.pin_targets(m) if c.can_host(m) and not c.failed(m.id, "host")]
+    able = [c for c in targets if c.memory_offered >= need]
+    return bool(able) and not any(c.node_id in prev.hosts for c in able)
+
+
+def _keep_solo(s: Snapshot, m: WantedModel, hosts: Sequence[str], led: _Ledger
+               ) -> ModelPlacement | None:
+    need = need_bytes(m.memory_bytes, s.headroom)
+    picks: list[tuple[Candidate, int]] = []
+    for h in hosts:
+        c = s.member(h)
+        if c is None or not c.can_host(m) or c.failed(m.id, "host") or len(picks) >= m.replicas:
+            continue
+        if led.free[h] >= need:
+            picks.append((c, led.free[h]))
+            led.take([h], [need])
+    if not picks:
+        return None
+    return _solo(m, picks, "kept solo on", s.headroom, incumbent=True)
+
+
+def _keep_split(s: Snapshot, m: WantedModel, prev: ModelPlacement, led: _Ledger
+                ) -> ModelPlacement | None:
+    host = s.member(prev.hosts[0]) if prev.hosts else None
+    if host is None or not _can_split_host(m, host):
+        return None
+    workers = [s.member(w.node_id) for w in prev.workers]
+    ok = [w for w in workers if w is not None and _worker_ok(s, m, w, host, led)]
+    if len(ok) != len(workers) or len({w.node_id for w in ok}) != len(ok):
+        return None
+    weights = [w.weight for w in prev.workers]
+    commits = split_commitments(need_bytes(m.memory_bytes, s.headroom), weights)
+    nodes = [host.node_id, *(w.node_id for w in ok)]
+    if any(led.free[n] < b for n, b in zip(nodes, commits, strict=True)):
+        return None
+    return _commit_split(s, m, host, ok, weights, led, "kept split (incumbent)", "")
+
+
+# --- pass 2: place what is left ----------------------------------------------------------------
+
+def _place(s: Snapshot, m: WantedModel, led: _Ledger, kept: ModelPlacement | None
+           ) -> ModelPlacement:
+    """Place m (or top up its replicas) against the ledger; unservable with the reason."""
+    if kept is not None and (kept.mode == "split" or len(kept.hosts) >= m.replicas):
+        return kept
+    holders = [c for c in s.members if m.id in c.holds]
+    if not holders:
+        return _unservable(m, "no live node has the file")
+    able = [c for c in holders if m.backend in c.backends]
+    if not able:
+        return _unservable(m, no_backend_reason(m, holders))
+    able = [c for c in able if not c.failed(m.id, "host")]
+    if not able:
+        failed = ", ".join(f"{c.label}: {c.role_state(m.id, 'host')}" for c in holders)
+        return _unservable(m, f"hosting failed on every holder ({failed})")
+    pin_ids, pin_note = _pin_status(s, m, able, led)
+    placed = _place_solo(s, m, able, led, kept, pin_ids)
+    if placed is None and any(m.backend in c.splittable for c in able):
+        placed = _place_split(s, m, able, led, pin_ids)
+    if placed is None:
+        biggest = max(led.free[c.node_id] for c in able)
+        label = _BACKEND_LABEL.get(m.backend, m.backend)
+        placed = _unservable(m, f"{label} cannot split; needs {_needs(s, m)}, "
+                                f"largest node offers {fmt_bytes(biggest)}")
+    if pin_note and not set(placed.hosts) & pin_ids:
+        placed = _with_reason(placed, f"{pin_note}; {placed.reason}")
+    return placed
+
+
+def _place_solo(s: Snapshot, m: WantedModel, able: list[Candidate], led: _Ledger,
+                kept: ModelPlacement | None, pin_ids: set[str]) -> ModelPlacement | None:
+    need = need_bytes(m.memory_bytes, s.headroom)
+    have = set(kept.hosts) if kept is not None else set()
+    inc = s.incumbent_hosts(m.id)
+    fits = [c for c in able if c.node_id not in have and led.free[c.node_id] >= need]
+    fits.sort(key=lambda c: (c.node_id not in pin_ids, c.node_id not in inc,
+                             -led.free[c.node_id], c.node_id))
+    picks = []
+    for c in fits[: m.replicas - len(have)]:
+        picks.append((c, led.free[c.node_id]))
+        led.take([c.node_id], [need])
+    if kept is None and not picks:
+        return None
+    placed = kept
+    if picks:
+        fresh = _solo(m, picks, "fits solo on", s.headroom, incumbent=False)
+        placed = fresh if kept is None else ModelPlacement(
+            m.id, "solo", m.backend, kept.hosts + fresh.hosts, (),
+            f"{kept.reason}; {fresh.reason.replace('fits solo on', 'replica on', 1)}",
+            None, m.memory_bytes)
+    assert placed is not None
+    if len(placed.hosts) < m.replicas:
+        placed = _with_reason(placed, f"{placed.reason}; {len(placed.hosts)} of {m.replicas} "
+                                      f"replicas: no other holder has {fmt_bytes(need)} free")
+    return placed
+
+
+def _place_split(s: Snapshot, m: WantedModel, able: list[Candidate], led: _Ledger,
+                 pin_ids: set[str]) -> ModelPlacement | None:
+    need = need_bytes(m.memory_bytes, s.headroom)
+    inc = s.incumbent_hosts(m.id)
+    hosts = [c for c in able if _can_split_host(m, c) and led.free[c.node_id] > 0]
+    if not hosts:
+        return _unservable(m, f"split needs {_needs(s, m)}, the holders have no free memory")
+    host = min(hosts, key=lambda c: (c.node_id not in pin_ids, c.node_id not in inc,
+                                     -led.free[c.node_id], c.node_id))
+    prev_workers = s.incumbent_workers(m.id)
+    near = [c for c in s.members if _worker_ok(s, m, c, host, led, check_rtt=False)
+            and led.free[c.node_id] > 0]
+    far = [c for c in near if not _rtt_ok(s, c)]
+    pool = sorted((c for c in near if _rtt_ok(s, c)),
+                  key=lambda c: (c.node_id not in prev_workers, -led.free[c.node_id], c.node_id))
+    skipped = "".join(f"; skipped {c.label} ({c.rtt_ms:.0f} ms > {s.max_rtt_ms:g} ms)"
+                      for c in far)
+    head = (f"no single node has {fmt_bytes(need)} free ({_needs(s, m)}; largest holder offers "
+            f"{fmt_bytes(max(led.free[c.node_id] for c in able))})")
+    for n in range(1, len(pool) + 1):
+        chosen = pool[:n]
+        frees = [led.free[host.node_id], *(led.free[c.node_id] for c in chosen)]
+        weights = list(split_weights(frees[0], frees[1:]))
+        commits = split_commitments(need, weights)
+        if all(b <= f for b, f in zip(commits, frees, strict=True)):
+            return _commit_split(s, m, host, chosen, weights, led, f"{head}; split", skipped)
+    offered = led.free[host.node_id] + sum(led.free[c.node_id] for c in pool)
+    return _unservable(m, f"split needs {fmt_bytes(need)} ({_needs(s, m)}), "
+                          f"the mesh offers {fmt_bytes(offered)}{skipped}")
+
+
+# --- pass 3: MLX served as its llama export ----------------------------------------------------
+
+def _fallback(s: Snapshot, m: WantedModel, results: Mapping[str, ModelPlacement]
+              ) -> ModelPlacement:
+    """An unservable MLX model points at a placed llama export with the same key, if any."""
+    own = results[m.id]
+    if m.backend != "mlx" or own.mode != "unservable":
+        return own
+    alts = [results[o.id] for o in s.models if o.backend == "llama" and o.key == m.key]
+    placed = [a for a in alts if a.mode != "unservable"]
+    if not placed:
+        extra = "".join(f"; llama export {a.model} is unservable too: {a.reason}" for a in alts)
+        return _with_reason(own, own.reason + extra)
+    a = placed[0]
+    why = f"{own.reason}; served as {a.model} (llama export with the same key {m.key}): {a.reason}"
+    return ModelPlacement(m.id, a.mode, a.backend, a.hosts, a.workers, why, a.model,
+                          a.memory_bytes)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+def _can_split_host(m: WantedModel, c: Candidate) -> bool:
+    return c.can_host(m) and m.backend in c.splittable and not c.failed(m.id, "host")
+
+
+def _rtt_ok(s: Snapshot, c: Candidate) -> bool:
+    return c.rtt_ms is None or c.rtt_ms <= s.max_rtt_ms
+
+
+def _worker_ok(s: Snapshot, m: WantedModel, c: Candidate, host: Candidate, led: _Ledger,
+               check_rtt: bool = True) -> bool:
+    """c can be an RPC worker of m's split hosted on host."""
+    return (c.node_id != host.node_id and c.can_work() and not c.failed(m.id, "worker")
+            and c.node_id not in led.workers and (not check_rtt or _rtt_ok(s, c)))
+
+
+def _pin_status(s: Snapshot, m: WantedModel, able: list[Candidate], led: _Ledger
+                ) -> tuple[set[str], str]:
+    """Pin targets that can host m now, and why the others cannot ('' when none is pinned)."""
+    need = need_bytes(m.memory_bytes, s.headroom)
+    matches = s.pin_targets(m)
+    why = [f"{ref} is not a live member" for ref in m.pins
+           if not any(ref in (c.node_id, c.name) for c in matches)]
+    ids: set[str] = set()
+    for c in matches:
+        if c not in able:
+            why.append(f"{c.label} cannot host it (no file, no available {m.backend}, or failed)")
+        elif led.free[c.node_id] < need:
+            why.append(f"{c.label} has {fmt_bytes(led.free[c.node_id])} free, "
+                       f"needs {fmt_bytes(need)}")
+        else:
+            ids.add(c.node_id)
+    note = f"pin to {', '.join(m.pins)} not honoured: {'; '.join(why)}" if m.pins else ""
+    return ids, note
+
+
+def _needs(s: Snapshot, m: WantedModel) -> str:
+    return fmt_need(m.memory_bytes, s.headroom)
+
+
+def _label(s: Snapshot, node_id: str) -> str:
+    c = s.member(node_id)
+    return c.label if c is not None else node_id
+
+
+def _solo(m: WantedModel, picks: list[tuple[Candidate, int]], verb: str, headroom: float,
+          incumbent: bool) -> ModelPlacement:
+    first, free = picks[0]
+    tag = "incumbent; " if incumbent else ""
+    reason = f"{verb} {first.label} ({tag}needs {fmt_need(m.memory_bytes, headroom)}, " \
+             f"{fmt_bytes(free)} free)"
+    reason += "".join(f"; replica on {c.label} ({fmt_bytes(f)} free)" for c, f in picks[1:])
+    hosts = tuple(c.node_id for c, _ in picks)
+    return ModelPlacement(m.id, "solo", m.backend, hosts, (), reason, None, m.memory_bytes)
+
+
+def _commit_split(s: Snapshot, m: WantedModel, host: Candidate, workers: Sequence[Candidate],
+                  weights: Sequence[float], led: _Ledger, head: str, tail: str) -> ModelPlacement:
+    """Reserve a split's shares in the ledger and build its placement (reason names shares)."""
+    commits = split_commitments(need_bytes(m.memory_bytes, s.headroom), weights)
+    led.take([host.node_id, *(w.node_id for w in workers)], commits)
+    led.workers.update(w.node_id for w in workers)
+    assigned = tuple(WorkerAssignment(w.node_id, w.address, DEFAULT_RPC_PORT, wt)
+                     for w, wt in zip(workers, weights, strict=True))
+    parts = [f"{c.label} {fmt_bytes(b)} ({100 * wt:.0f}%)" for c, b, wt in
+             zip((host, *workers), commits, (host_share(weights), *weights), strict=True)]
+    reason = f"{head}: host {parts[0]}, workers {', '.join(parts[1:])}{tail}"
+    return ModelPlacement(m.id, "split", m.backend, (host.node_id,), assigned, reason,
+                          None, m.memory_bytes)
+
+
+def _unservable(m: WantedModel, reason: str) -> ModelPlacement:
+    return ModelPlacement(m.id, "unservable", m.backend, (), (), reason, None, m.memory_bytes)
+
+
+def _with_reason(p: ModelPlacement, reason: str) -> ModelPlacement:
+    return ModelPlacement(p.model, p.mode, p.backend, p.hosts, p.workers, reason, p.served_as,
+                          p.memory_bytes)

@@ -1,0 +1,280 @@
+"""The trio shell of gossip: UDP datagrams and TCP push-pull around the pure `Swim` core.
+
+It sleeps until the core's next deadline or a datagram, calls the core, and carries out the
+effects. Bad datagrams are counted and dropped, never raised. Push-pull frames are a 4-byte
+big-endian length then a sealed message; every TCP exchange runs under a timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import structlog
+import trio
+
+from mesh_node.gossip.effects import Addr, Effect, Log, MemberChanged, MemberInfo, Send, Sync
+from mesh_node.gossip.swim import Swim
+from mesh_node.gossip.wire import MAX_FRAME, NONCE_LEN, PushPull, WireError, open_, seal
+from mesh_node.security import MeshKeys
+from mesh_node.timing import DEFAULT_TIMINGS, Timings
+
+log = structlog.get_logger("mesh_node.gossip")
+PUSH_PULL_TIMEOUT = 5.0  # one TCP exchange on a LAN; a stuck peer must not pin a task
+REPLAY_WINDOW = 8192  # nonces remembered (about 20 s of traffic at N = 100)
+SUBSCRIBER_BUFFER = 256
+_STATS = ("sent_bytes", "sent_packets", "recv_bytes", "recv_packets", "dropped_auth",
+          "dropped_malformed", "dropped_version", "dropped_oversize", "dropped_replay",
+          "send_errors", "pushpull_ok", "pushpull_failed", "subscriber_overflow")
+
+
+@dataclass(frozen=True)
+class MemberSnapshot:
+    node_id: str
+    status: str
+    incarnation: int
+    address: str
+    port: int
+    state: dict[str, Any] | None
+    rtt_ms: float | None
+
+
+def _decode_state(raw: bytes | None) -> dict[str, Any] | None:
+    state: dict[str, Any] | None = None
+    if raw is not None:
+        try:
+            obj = msgpack.unpackb(raw, raw=False)
+            state = obj if isinstance(obj, dict) else None
+        except Exception:  # a peer's record is data, never a reason to crash
+            state = None
+    return state
+
+
+def _snapshot(m: MemberInfo, state: dict[str, Any] | None = None) -> MemberSnapshot:
+    if state is None:
+        state = _decode_state(m.state)
+    return MemberSnapshot(m.node, m.status, m.incarnation, m.address, m.port, state, m.rtt_ms)
+
+
+class GossipService:
+    """One node's gossip endpoint: membership, state records, RTTs."""
+
+    def __init__(self, node_id: str, bind_host: str, port: int, advertise: tuple[str, int],
+                 keys: MeshKeys, timings: Timings = DEFAULT_TIMINGS,
+                 rng: random.Random | None = None) -> None:
+        self.node_id = node_id
+        self.keys = keys
+        self.stats: dict[str, int] = dict.fromkeys(_STATS, 0)
+        self._bind = (bind_host, port)
+        self._core = Swim(node_id, advertise, rng or random.Random(), timings, 0.0)
+        self._pending: list[Effect] = []
+        self._poke = trio.Event()
+        self._decoded: dict[str, tuple[bytes | None, dict[str, Any] | None]] = {}
+        self._subs: list[trio.MemorySendChannel[MemberSnapshot]] = []
+        self._nonces: deque[bytes] = deque()
+        self._seen: set[bytes] = set()
+        self._syncing: set[Addr] = set()
+        self._udp: trio.socket.SocketType | None = None
+        self._nursery: trio.Nursery | None = None
+
+    # --- public surface ---------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[Addr] = trio.TASK_STATUS_IGNORED) -> None:
+        """Bind UDP and TCP (push-pull) on one port, then gossip until cancelled."""
+        udp = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        await udp.bind(self._bind)
+        port = udp.getsockname()[1]
+        listeners = await trio.open_tcp_listeners(port, host=self._bind[0])
+        self._udp = udp
+        with udp:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(trio.serve_listeners, self._serve_tcp, listeners)
+                nursery.start_soon(self._recv_loop, udp)
+                nursery.start_soon(self._timer_loop)
+                task_status.started((self._bind[0], port))
+
+    def set_local_state(self, record: dict[str, Any]) -> None:
+        """Publish this node's state record (records.NodeState.to_wire())."""
+        self._core.set_local_state(msgpack.packb(record, use_bin_type=True))
+        self._poke.set()
+
+    def add_seed(self, host: str, port: int) -> None:
+        """A discovery hint: push-pull with it (it becomes a member only if it authenticates)."""
+        self._pending += self._core.join([(host, port)])
+        self._poke.set()
+
+    def members(self) -> list[MemberSnapshot]:
+        """Every member, self included; a record is decoded once per version (same dict object
+        until it changes, so callers may cache by identity)."""
+        out = []
+        for m in self._core.members():
+            hit = self._decoded.get(m.node)
+            if hit is None or hit[0] is not m.state:
+                hit = (m.state, _decode_state(m.state))
+                self._decoded[m.node] = hit
+            out.append(_snapshot(m, hit[1]))
+        return out
+
+    def subscribe(self) -> trio.MemoryReceiveChannel[MemberSnapshot]:
+        """Member change notifications; a slow reader loses events, never blocks gossip."""
+        send, recv = trio.open_memory_channel[MemberSnapshot](SUBSCRIBER_BUFFER)
+        self._subs.append(send)
+        return recv
+
+    # the interface takes a timeout: shutdown hands each room a slice of its deadline
+    async def leave(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Broadcast a graceful leave and wait (at most `timeout`) for it to go out."""
+        self._pending += self._core.leave(trio.current_time())
+        self._poke.set()
+        for _ in range(max(1, int(timeout / 0.05))):  # poll: the queue drains in the core
+            if not self._core.pending_broadcasts():
+                break
+            await trio.sleep(0.05)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Protocol counters of the core (duplicate_node_id, refuted)."""
+        return dict(self._core.counters)
+
+    # --- loops --------------------------------------------------------------------------
+    async def _timer_loop(self) -> None:
+        while True:
+            with trio.move_on_at(self._core.next_deadline()):
+                await self._poke.wait()
+            self._poke = trio.Event()
+            effects, self._pending = self._pending, []
+            await self._carry(effects + self._core.on_tick(trio.current_time()))
+
+    async def _recv_loop(self, udp: trio.socket.SocketType) -> None:
+        while True:
+            try:
+                data, src = await udp.recvfrom(65536)
+            except OSError:
+                continue  # ICMP errors surface here on some stacks
+            self.stats["recv_packets"] += 1
+            self.stats["recv_bytes"] += len(data)
+            try:
+                msg = open_(self.keys, data)
+            except WireError as e:
+                self.stats[f"dropped_{e.reason}"] += 1
+                continue
+            if isinstance(msg, PushPull) or not self._fresh(data[1:1 + NONCE_LEN]):
+                self.stats["dropped_replay" if not isinstance(msg, PushPull)
+                           else "dropped_malformed"] += 1
+                continue
+            await self._carry(self._core.on_message((src[0], src[1]), msg, trio.current_time()))
+            self._poke.set()  # the deadline may have moved
+
+    def _fresh(self, nonce: bytes) -> bool:
+        """False for a nonce seen recently (a replayed datagram)."""
+        if nonce in self._seen:
+            return False
+        self._seen.add(nonce)
+        self._nonces.append(nonce)
+        if len(self._nonces) > REPLAY_WINDOW:
+            self._seen.discard(self._nonces.popleft())
+        return True
+
+    async def _carry(self, effects: list[Effect]) -> None:
+        for e in effects:
+            if isinstance(e, Send):
+                await self._send(e)
+            elif isinstance(e, Sync):
+                if e.addr not in self._syncing and self._nursery is not None:
+                    self._syncing.add(e.addr)
+                    self._nursery.start_soon(self._push_pull, e.addr, e.join)
+            elif isinstance(e, MemberChanged):
+                self._notify(_snapshot(e.member))
+            elif isinstance(e, Log):
+                log.info(e.event, **e.fields)
+
+    async def _send(self, e: Send) -> None:
+        assert self._udp is not None
+        data = seal(self.keys, e.msg, os.urandom(NONCE_LEN))
+        try:
+            await self._udp.sendto(data, e.addr)
+        except OSError:
+            self.stats["send_errors"] += 1
+            return
+        self.stats["sent_packets"] += 1
+        self.stats["sent_bytes"] += len(data)
+
+    def _notify(self, snap: MemberSnapshot) -> None:
+        for s in list(self._subs):
+            try:
+                s.send_nowait(snap)
+            except trio.WouldBlock:
+                self.stats["subscriber_overflow"] += 1
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._subs.remove(s)
+
+    # --- push-pull (TCP) ----------------------------------------------------------------
+    async def _push_pull(self, addr: Addr, join: bool) -> None:
+        try:
+            with trio.fail_after(PUSH_PULL_TIMEOUT):
+                stream = await trio.open_tcp_stream(*addr)
+                async with stream:
+                    await _send_frame(stream, self._seal_state(join))
+                    reply = self._open_state(await _recv_frame(stream))
+            self.stats["pushpull_ok"] += 1
+            if reply is not None:
+                await self._carry(self._core.on_message(addr, reply, trio.current_time()))
+                self._poke.set()
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError, WireError):
+            self.stats["pushpull_failed"] += 1
+        finally:
+            self._syncing.discard(addr)
+
+    async def _serve_tcp(self, stream: trio.SocketStream) -> None:
+        try:
+            with trio.fail_after(PUSH_PULL_TIMEOUT):
+                async with stream:
+                    req = self._open_state(await _recv_frame(stream))
+                    if req is None:
+                        return
+                    await _send_frame(stream, self._seal_state(False))
+            # a push-pull names its members itself: the TCP source port means nothing
+            await self._carry(self._core.on_message(("", 0), req, trio.current_time()))
+            self._poke.set()
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError, WireError):
+            self.stats["pushpull_failed"] += 1
+
+    def _seal_state(self, join: bool) -> bytes:
+        return seal(self.keys, self._core.full_state(join), os.urandom(NONCE_LEN), MAX_FRAME)
+
+    def _open_state(self, data: bytes) -> PushPull | None:
+        try:
+            msg = open_(self.keys, data, MAX_FRAME)
+        except WireError as e:
+            self.stats[f"dropped_{e.reason}"] += 1
+            return None
+        if not isinstance(msg, PushPull):
+            self.stats["dropped_malformed"] += 1
+            return None
+        return msg
+
+
+async def _send_frame(stream: trio.SocketStream, data: bytes) -> None:
+    await stream.send_all(len(data).to_bytes(4, "big") + data)
+
+
+async def _recv_frame(stream: trio.SocketStream) -> bytes:
+    size = int.from_bytes(await _recv_exactly(stream, 4), "big")
+    if size > MAX_FRAME:
+        raise WireError("oversize", f"frame {size}")
+    return await _recv_exactly(stream, size)
+
+
+async def _recv_exactly(stream: trio.SocketStream, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = await stream.receive_some(min(n - len(buf), 1 << 20))
+        if not chunk:
+            raise trio.BrokenResourceError("peer closed mid-frame")
+        buf += chunk
+    return bytes(buf)

@@ -1,0 +1,309 @@
+"""SWIM + Lifeguard membership as a pure state machine (rules of hashicorp/memberlist state.go).
+
+The core never touches a socket, clock or global randomness: the shell passes `now`
+(monotonic seconds) and an injected `random.Random`, and carries out the returned effects.
+- Probe one member per probe interval (round-robin over a shuffled list); no ack within
+  probe_timeout -> ping-req through indirect_checks peers, which nack if the target is silent;
+  no ack by the end of the interval -> suspect. Interval and timeout scale with local health.
+- A suspicion becomes dead after the Lifeguard timeout, which shrinks with independent
+  confirmations. Only the node itself raises its incarnation, to refute a suspicion.
+- Updates piggyback on every datagram and on gossip rounds, each retransmitted a bounded number
+  of times; push-pull (TCP) exchanges whole tables on join and periodically, and fetches state
+  records too big for a datagram. A push-pull "dead" is only believed as "suspect".
+- Two live processes claiming one node id with different addresses: the first address stays,
+  the other is counted and logged as `duplicate_node_id`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import replace
+
+from mesh_node.gossip.effects import Addr, Effect, Log, MemberChanged, MemberInfo, Send, Sync
+from mesh_node.gossip.members import LIVE, Update, merge, state_key
+from mesh_node.gossip.probe import ProbeMixin
+from mesh_node.gossip.suspicion import (
+    Awareness,
+    BroadcastQueue,
+    Suspicion,
+    expected_confirmations,
+    retransmit_limit,
+    suspicion_bounds,
+)
+from mesh_node.gossip.wire import Gossip, Message, PushPull, fit
+from mesh_node.timing import DEFAULT_TIMINGS, Timings
+
+_EVENTS = {"suspect": "member_suspected", "dead": "member_dead", "left": "member_left"}
+
+
+def _live4(u: Update) -> tuple[int, str, str, int]:
+    return (u.incarnation, u.status, u.address, u.port)
+
+
+class Swim(ProbeMixin):
+    """One node's membership view and failure detector."""
+
+    def __init__(self, node_id: str, addr: Addr, rng: random.Random,
+                 timings: Timings = DEFAULT_TIMINGS, now: float = 0.0) -> None:
+        self.id = node_id
+        self.addr = addr
+        self.t = timings
+        self.rng = rng
+        self.inc = 0
+        self.version = 0
+        self.record: bytes | None = None
+        self.leaving = False
+        self.counters: defaultdict[str, int] = defaultdict(int)
+        self.table: dict[str, Update] = {}
+        self._since: dict[str, float] = {}
+        self._full: dict[str, bytes] = {}  # newest state bytes held (the table may be newer)
+        self._rtt: dict[str, float] = {}
+        self._susp: dict[str, Suspicion] = {}
+        self._gone: set[str] = set()  # dead/left, reclaimed after dead_reclaim
+        self._fetch_at: dict[str, float] = {}
+        self._seeds: list[Addr] = []
+        self._bq = BroadcastQueue()
+        self._aware = Awareness(timings.awareness_max)
+        self._next_gossip = now
+        self._next_pp = now + rng.uniform(0, timings.push_pull_interval)
+        self._next_reclaim = now + 1.0
+        self._init_probe(now)
+        self.table[node_id] = self._self_record()
+
+    # --- public surface ---------------------------------------------------------------
+    def set_local_state(self, record: bytes) -> None:
+        """Publish a new state record (bumps its version)."""
+        self.version += 1
+        self.record = record
+        self._refresh_self()
+
+    def join(self, seeds: Iterable[Addr]) -> list[Effect]:
+        """Remember seeds (push-pull fallbacks) and push-pull with each now."""
+        out: list[Effect] = []
+        for a in seeds:
+            if a != self.addr and a not in self._seeds:
+                self._seeds.append(a)
+            if a != self.addr:
+                out.append(Sync(a, join=True))
+        return out
+
+    def leave(self, now: float) -> list[Effect]:
+        """Announce a graceful leave; gossip keeps draining the queue, probes stop."""
+        self.leaving = True
+        self._probe = None
+        self._refresh_self()
+        return [Log("member_leaving", {"node": self.id, "incarnation": self.inc}),
+                *self._gossip_round(now)]
+
+    def adopt(self, updates: Iterable[Update], now: float) -> None:
+        """Take a trusted snapshot silently: bootstraps a converged mesh for sims and benches."""
+        for u in updates:
+            self._apply(u, now)
+        self._bq = BroadcastQueue()
+        self._next_pp = now + self.rng.uniform(0, self._pp_interval())
+        if self.record is not None:
+            self._refresh_self()
+
+    def full_state(self, join: bool = False) -> PushPull:
+        """This node's whole table, for a push-pull exchange."""
+        return PushPull(self.id, join, tuple(self.table.values()))
+
+    def pending_broadcasts(self) -> int:
+        return len(self._bq)
+
+    def members(self) -> list[MemberInfo]:
+        return [self._info(n) for n in sorted(self.table)]
+
+    def on_message(self, src: Addr, msg: Message, now: float) -> list[Effect]:
+        """Handle one authenticated message from `src`."""
+        pp = isinstance(msg, PushPull)
+        out: list[Effect] = []
+        for u in msg.updates:
+            out += self._apply(u, now, pp)
+        if not pp and not isinstance(msg, Gossip):
+            out += self._on_probe_message(src, msg, now)
+        return out
+
+    def on_tick(self, now: float) -> list[Effect]:
+        """Run every timer that is due."""
+        out = self._probe_tick(now)
+        if now >= self._next_gossip:
+            out += self._gossip_round(now)
+        if now >= self._next_pp and not self.leaving:
+            out += self._push_pull_round(now)
+        for node, s in list(self._susp.items()):
+            if now >= s.deadline():
+                del self._susp[node]
+                out += self._apply(replace(self.table[node], status="dead", origin=self.id), now)
+        if now >= self._next_reclaim:
+            self._next_reclaim = now + 1.0
+            out += self._reclaim(now)
+        return out
+
+    def next_deadline(self) -> float:
+        """When `on_tick` next has something to do."""
+        ds = [self._probe_deadline(), self._next_pp]
+        if len(self._bq):
+            ds.append(self._next_gossip)
+        if self._gone:
+            ds.append(self._next_reclaim)
+        ds += [s.deadline() for s in self._susp.values()]
+        return min(ds)
+
+    # --- helpers used by the probe mixin ----------------------------------------------
+    def n_estimate(self) -> int:
+        return len(self._live) + 1
+
+    def _send(self, addr: Addr, base: Message) -> Send:
+        msg = fit(base, self._bq.candidates())
+        if msg.updates:
+            self._bq.mark_sent(msg.updates, retransmit_limit(self.t.retransmit_mult,
+                                                             self.n_estimate()))
+        return Send(addr, msg)
+
+    def _info(self, node: str) -> MemberInfo:
+        r = self.table[node]
+        rtt = self._rtt.get(node)
+        return MemberInfo(node, r.status, r.incarnation, r.address, r.port, self._full.get(node),
+                          r.state_version, None if rtt is None else rtt * 1000.0)
+
+    # --- merge policy -----------------------------------------------------------------
+    def _self_record(self) -> Update:
+        return Update(self.id, "left" if self.leaving else "alive", self.inc, self.addr[0],
+                      self.addr[1], self.inc, self.version, self.record)
+
+    def _refresh_self(self) -> None:
+        rec = self._self_record()
+        self.table[self.id] = rec
+        if self.record is not None:
+            self._full[self.id] = self.record
+        self._bq.enqueue(rec)
+
+    def _apply(self, u: Update, now: float, pushpull: bool = False) -> list[Effect]:
+        if u.node == self.id:
+            return self._about_self(u)
+        if pushpull and u.status == "dead":
+            u = replace(u, status="suspect")  # trust only our own probes for a death
+        old = self.table.get(u.node)
+        if old is None and u.status not in LIVE:
+            return []
+        if old is not None and old.status in LIVE and u.addr != old.addr:
+            return self._conflict(old, u)
+        new = u if old is None else merge(old, u)
+        out: list[Effect] = []
+        changed = old is None or _live4(new) != _live4(old)
+        if changed:
+            self.table[u.node] = new
+            out += self._status_changed(old, new, now)
+        elif u.status == "suspect" and new.status == "suspect" and u.incarnation == new.incarnation:
+            s = self._susp.get(u.node)
+            if s is not None and s.confirm(u.origin):
+                self._bq.enqueue(replace(new, origin=u.origin))
+        if old is None or state_key(new) != state_key(old):
+            self.table[u.node] = new
+            changed = True
+            out += self._state_changed(new, now)
+        if changed:
+            self._bq.enqueue(new)
+            out.append(MemberChanged(self._info(u.node)))
+        return out
+
+    def _state_changed(self, new: Update, now: float) -> list[Effect]:
+        if new.state is not None:
+            self._full[new.node] = new.state
+            return []
+        if new.state_version == 0 or now - self._fetch_at.get(new.node, -1e9) < 2.0:
+            return []
+        self._fetch_at[new.node] = now  # at most one pull per node per 2 s
+        return [Sync(new.addr)]
+
+    def _status_changed(self, old: Update | None, new: Update, now: float) -> list[Effect]:
+        node = new.node
+        self._since[node] = now
+        self._susp.pop(node, None)
+        if new.status in LIVE:
+            self._gone.discard(node)
+            self._live_add(node)
+        else:
+            self._gone.add(node)
+            self._live_remove(node)
+        if new.status == "suspect":
+            n = self.n_estimate()
+            lo, hi = suspicion_bounds(self.t.suspicion_mult, self.t.suspicion_max_mult, n,
+                                      self.t.probe_interval)
+            k = expected_confirmations(self.t.suspicion_mult, n)
+            self._susp[node] = Suspicion(now, new.incarnation, k, lo, hi, {new.origin})
+        fresh = old is None or old.status not in LIVE
+        event = _EVENTS.get(new.status, "member_joined" if fresh else "member_alive")
+        return [Log(event, {"node": self.id, "peer": node, "incarnation": new.incarnation})]
+
+    def _conflict(self, old: Update, u: Update) -> list[Effect]:
+        self.counters["duplicate_node_id"] += 1
+        return [Log("duplicate_node_id", {"node": self.id, "peer": u.node,
+                                          "address": f"{old.address}:{old.port}",
+                                          "claimed": f"{u.address}:{u.port}"})]
+
+    def _about_self(self, u: Update) -> list[Effect]:
+        if u.status in LIVE and u.addr != self.addr:
+            self.counters["duplicate_node_id"] += 1
+            return [Log("duplicate_node_id", {"node": self.id, "peer": u.node,
+                                              "address": f"{self.addr[0]}:{self.addr[1]}",
+                                              "claimed": f"{u.address}:{u.port}"})]
+        if self.leaving or not self._threat(u):
+            return []
+        self.inc = max(u.incarnation, u.state_inc, self.inc) + 1
+        self._aware.apply(1)  # being suspected hints that we are the slow one
+        self._refresh_self()
+        self.counters["refuted"] += 1
+        return [Log("member_refuted", {"node": self.id, "incarnation": self.inc,
+                                       "claimed": u.status})]
+
+    def _threat(self, u: Update) -> bool:
+        """Does `u` (about us) need a refutation: a doubt, or a record of an earlier life?"""
+        if u.status != "alive" and u.incarnation >= self.inc:
+            return True
+        if u.incarnation > self.inc:
+            return True
+        theirs, mine = (u.state_inc, u.state_version), (self.inc, self.version)
+        return theirs > mine or (theirs == mine and u.state is not None
+                                 and u.state != self.record)
+
+    # --- rounds -----------------------------------------------------------------------
+    def _gossip_round(self, now: float) -> list[Effect]:
+        self._next_gossip = now + self.t.gossip_interval
+        if not len(self._bq):
+            return []
+        out: list[Effect] = []
+        for node in self._sample(self.t.gossip_nodes):
+            s = self._send(self.table[node].addr, Gossip(self.id))
+            if s.msg.updates:
+                out.append(s)
+        return out
+
+    def _push_pull_round(self, now: float) -> list[Effect]:
+        self._next_pp = now + self._pp_interval()
+        # dead members and seeds too: that is how a healed partition finds the other side
+        pool = [self.table[x].addr for x in self._live]
+        pool += [self.table[x].addr for x in self._gone if self.table[x].status == "dead"]
+        pool += self._seeds
+        return [Sync(self.rng.choice(pool))] if pool else []
+
+    def _pp_interval(self) -> float:
+        n = self.n_estimate()
+        # memberlist pushPullScale: slower beyond 32 nodes so TCP load stays flat
+        scale = 1 if n <= 32 else math.ceil(math.log2(n) - math.log2(32)) + 1
+        return self.t.push_pull_interval * scale
+
+    def _reclaim(self, now: float) -> list[Effect]:
+        out: list[Effect] = []
+        for node in [x for x in self._gone if now - self._since[x] >= self.t.dead_reclaim]:
+            info = self._info(node)
+            for d in (self.table, self._since, self._full, self._rtt, self._fetch_at):
+                d.pop(node, None)
+            self._gone.discard(node)
+            out += [MemberChanged(info, removed=True),
+                    Log("member_reclaimed", {"node": self.id, "peer": node})]
+        return out

@@ -1,0 +1,94 @@
+"""explain.py: wire round trip, readable JSON, the terminal table, planning from a file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mesh_node.election.explain import (
+    load_snapshot_file,
+    placement_from_wire,
+    placement_to_json,
+    placement_to_wire,
+    plan_from_file,
+    render_placement,
+)
+from mesh_node.election.planner import plan, snapshot_from_states
+from mesh_node.records import BackendCapability, ModelSummary, NodeState, Placement
+
+GIB = 1024**3
+LLAMA = BackendCapability("llama", "b1", ("gguf",), True, True)
+MLX = BackendCapability("mlx", "0.2", ("mlx",), False, True)
+
+
+def _explain_states() -> list[NodeState]:
+    big = ModelSummary("big", "g", "llama", "gguf", 3 * GIB, 3 * GIB)
+    small = ModelSummary("small", "s", "llama", "gguf", GIB // 2, GIB // 2)
+    tiny_mlx = ModelSummary("q", "q", "mlx", "mlx", 5 * GIB, 5 * GIB)
+    return [
+        NodeState("id-a", "studio", "10.0.0.1", 9337, 9338, 5 * GIB // 2, 0, (LLAMA, MLX),
+                  (big, small, tiny_mlx)),
+        NodeState("id-b", "mini", "10.0.0.2", 9337, 9338, 2 * GIB, 2 * GIB, (LLAMA,)),
+    ]
+
+
+def _explain_placement() -> Placement:
+    return plan(snapshot_from_states(_explain_states()))
+
+
+def test_wire_round_trip_is_exact() -> None:
+    placement = _explain_placement()
+    assert {p.mode for p in placement.models} == {"solo", "split", "unservable"}
+    wire = placement_to_wire(placement)
+    assert placement_from_wire(json.loads(json.dumps(wire))) == placement
+
+
+def test_from_wire_tolerates_unknown_keys_and_modes() -> None:
+    got = placement_from_wire([{"m": "x", "md": "teleport", "new": 1}])
+    assert got.models[0].mode == "unservable" and got.models[0].hosts == ()
+
+
+def test_json_names_nodes_and_host_share() -> None:
+    items = placement_to_json(_explain_placement(), {"id-a": "studio", "id-b": "mini"})
+    split = next(i for i in items if i["mode"] == "split")
+    assert split["hosts"] == [{"id": "id-a", "name": "studio"}]
+    assert split["workers"][0]["name"] == "mini" and split["workers"][0]["rpc_port"] == 50052
+    assert abs(split["host_weight"] + split["workers"][0]["weight"] - 1.0) < 1e-9
+
+
+def test_render_table_has_rows_and_reasons() -> None:
+    text = render_placement(_explain_placement(), {"id-a": "studio", "id-b": "mini"})
+    lines = text.splitlines()
+    assert lines[0].split() == ["MODEL", "MODE", "BACKEND", "HOSTS", "WORKERS", "MEMORY"]
+    assert any(line.startswith("big") and "mini:50052" in line for line in lines)
+    assert "  why: MLX cannot split; needs 5.0 GiB x1.1" in text
+    assert render_placement(Placement(), {}).endswith("(no models wanted: no live node offers any)\n")
+
+
+def test_plan_from_file_with_previous_and_rtt(tmp_path: Path) -> None:
+    states = _explain_states()
+    first = _explain_placement()
+    names = {"id-a": "studio", "id-b": "mini"}
+    doc = {"nodes": [s.to_wire() for s in states], "rtt_ms": {"id-b": 5.0},
+           "previous": placement_to_json(first, names), "max_rtt_ms": 80}
+    path = tmp_path / "snap.json"
+    path.write_text(json.dumps(doc))
+    out = plan_from_file(path)
+    by_model = {p["model"]: p for p in out["placement"]}
+    assert by_model["big"]["mode"] == "split"
+    assert by_model["big"]["reason"].startswith("kept split (incumbent)")
+    assert out["nodes"] == names
+    snap, _ = load_snapshot_file(path)
+    assert snap.previous == first
+
+
+def test_plan_from_file_bare_list_applies_rtt_limit(tmp_path: Path) -> None:
+    path = tmp_path / "bare.json"
+    path.write_text(json.dumps({"nodes": [s.to_wire() for s in _explain_states()],
+                                "rtt_ms": {"id-b": 200.0}}))
+    by_model = {p["model"]: p for p in plan_from_file(path)["placement"]}
+    assert by_model["big"]["mode"] == "unservable"
+    assert "skipped mini (200 ms > 80 ms)" in by_model["big"]["reason"]
+    bare = tmp_path / "list.json"
+    bare.write_text(json.dumps([s.to_wire() for s in _explain_states()]))
+    assert {p["model"] for p in plan_from_file(bare)["placement"]} == {"big", "small", "q"}
