@@ -5,13 +5,14 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
 import httpx
 import structlog
+import trio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -92,13 +93,18 @@ class _Api:
                   request_id_of(request.scope), forwarded)
         tracker = Tracker(self.state, self.metrics, self.ctx.events, model_id, self.ctx.node_id)
         try:
-            return await self.forwarder.handle(job, tracker)
+            response = await _unless_disconnected(request, self.forwarder.handle(job, tracker))
         except errors.ApiError as exc:
             tracker.finish(exc.status)
             raise
         except BaseException:
-            tracker.finish(499)  # cancelled: the client went away while we waited
+            tracker.finish(499)
             raise
+        if response is None:  # the client left before the answer: upstream already cancelled
+            tracker.finish(499)
+            log.info("client_disconnected", model=model_id)
+            return Response(status_code=499)
+        return response
 
     async def chat(self, request: Request) -> Response:
         return await self.proxy(request, "chat")
@@ -132,6 +138,35 @@ class _Api:
         page = resources.files("mesh_node.status").joinpath("static/dashboard.html")
         doc = {**self.ctx.status(), "api": self.state.summary()}
         return HTMLResponse(inline_status(page.read_text(encoding="utf-8"), doc))
+
+
+async def _unless_disconnected(request: Request,
+                               work: Coroutine[Any, Any, Response]) -> Response | None:
+    """Run `work`, cancelling it (and so its upstream request) if the client disconnects.
+
+    The body is already read, so the only message left to receive is http.disconnect.
+    """
+    result: list[Response] = []
+    failed: list[errors.ApiError] = []
+
+    async def run() -> None:
+        try:
+            result.append(await work)
+        except errors.ApiError as exc:  # kept out of the nursery's ExceptionGroup
+            failed.append(exc)
+        nursery.cancel_scope.cancel()
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        nursery.cancel_scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run)
+        nursery.start_soon(watch)
+    if failed:
+        raise failed[0]
+    return result[0] if result else None
 
 
 def inline_status(page: str, doc: dict[str, Any]) -> str:

@@ -1,18 +1,33 @@
-"""GGUF header metadata (architecture, size, attention shape, quantization) via the `gguf` package.
+"""GGUF header metadata (architecture, size, attention shape, quantization).
 
-Key names follow the GGUF spec (ggml/docs/gguf.md): `general.architecture`,
-`{arch}.block_count`, `{arch}.context_length`, `{arch}.attention.head_count[_kv]`,
-`{arch}.attention.key_length`, `{arch}.embedding_length`, `general.file_type`.
+Layout and key names follow the GGUF spec (ggml/docs/gguf.md): magic, version, tensor count,
+KV count, the KV pairs, the tensor infos, then aligned tensor data. Keys read:
+`general.architecture`, `{arch}.block_count`, `{arch}.context_length`,
+`{arch}.attention.head_count[_kv]`, `{arch}.attention.key_length`, `{arch}.embedding_length`,
+`general.file_type`. The type tables come from the `gguf` package; the walk is our own because
+`gguf.GGUFReader` builds a numpy array per vocabulary string: 28 s for Gemma 3's 262k-token
+vocabulary on this machine, against well under a second for this skip-the-arrays walk.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gguf import GGUFReader, LlamaFileType
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType, LlamaFileType
+
+GGUF_MAGIC = b"GGUF"
+DEFAULT_ALIGNMENT = 32  # GGUF spec: general.alignment defaults to 32
+_SCALARS = {
+    GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H",
+    GGUFValueType.INT16: "<h", GGUFValueType.UINT32: "<I", GGUFValueType.INT32: "<i",
+    GGUFValueType.FLOAT32: "<f", GGUFValueType.BOOL: "<?", GGUFValueType.UINT64: "<Q",
+    GGUFValueType.INT64: "<q", GGUFValueType.FLOAT64: "<d",
+}
 
 
 class GgufError(Exception):
@@ -30,6 +45,12 @@ class GgufMeta:
     quantization: str | None
 
 
+@dataclass(frozen=True)
+class _Header:
+    kv: dict[str, Any]
+    params: int
+
+
 def quant_name(file_type: int | None) -> str | None:
     """llama.cpp's file-type enum as its usual name (15 -> Q4_K_M, 1 -> F16)."""
     if file_type is None:
@@ -41,9 +62,96 @@ def quant_name(file_type: int | None) -> str | None:
     return {"ALL_F32": "F32", "GUESSED": None}.get(name, name.removeprefix("MOSTLY_"))
 
 
-def _field(reader: GGUFReader, key: str) -> Any:
-    f = reader.get_field(key)
-    return None if f is None else f.contents()
+class _Cursor:
+    """Little-endian reads over a buffer; IndexError-free: raises GgufError past the end."""
+
+    def __init__(self, buf: mmap.mmap | bytes) -> None:
+        self.buf, self.pos = buf, 0
+
+    def take(self, fmt: str) -> Any:
+        size = struct.calcsize(fmt)
+        if self.pos + size > len(self.buf):
+            raise GgufError(f"truncated GGUF: header ends early at byte {self.pos}")
+        (v,) = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += size
+        return v
+
+    def string(self, keep: bool = True) -> str:
+        n = int(self.take("<Q"))
+        if self.pos + n > len(self.buf):
+            raise GgufError(f"truncated GGUF: string past end at byte {self.pos}")
+        s = bytes(self.buf[self.pos:self.pos + n]).decode("utf-8", "replace") if keep else ""
+        self.pos += n
+        return s
+
+    def value(self, vtype: int, keep: bool) -> Any:
+        if vtype == GGUFValueType.STRING:
+            return self.string(keep)
+        if vtype == GGUFValueType.ARRAY:
+            etype, count = int(self.take("<I")), int(self.take("<Q"))
+            if etype in _SCALARS and not keep:  # skip fixed-size arrays in one step
+                self.pos += count * struct.calcsize(_SCALARS[GGUFValueType(etype)])
+                return None
+            items = [self.value(etype, keep) for _ in range(count)]
+            return items if keep else None
+        if vtype not in _SCALARS:
+            raise GgufError(f"corrupt GGUF: unknown value type {vtype}")
+        return self.take(_SCALARS[GGUFValueType(vtype)])
+
+
+_GENERAL = frozenset({"general.architecture", "general.file_type", "general.alignment"})
+_PER_ARCH = (".block_count", ".context_length", ".embedding_length", ".attention.head_count",
+             ".attention.head_count_kv", ".attention.key_length")
+
+
+def _wanted(key: str) -> bool:
+    """Keys we decode; everything else (the vocabulary above all) is skipped."""
+    return key in _GENERAL or key.endswith(_PER_ARCH)
+
+
+def _parse(buf: mmap.mmap | bytes, size: int) -> _Header:
+    c = _Cursor(buf)
+    if bytes(buf[:4]) != GGUF_MAGIC:
+        raise GgufError("not a GGUF file (bad magic)")
+    c.pos = 4
+    version = c.take("<I")
+    if version not in (2, 3):
+        raise GgufError(f"unsupported GGUF version {version}")
+    n_tensors, n_kv = c.take("<Q"), c.take("<Q")
+    kv: dict[str, Any] = {}
+    for _ in range(n_kv):
+        key = c.string()
+        vtype = int(c.take("<I"))
+        val = c.value(vtype, keep=_wanted(key))
+        if _wanted(key):
+            kv[key] = val
+    params, end = 0, 0
+    for _ in range(n_tensors):
+        c.string(keep=False)
+        dims = [c.take("<Q") for _ in range(c.take("<I"))]
+        ttype, offset = c.take("<I"), c.take("<Q")
+        n = 1
+        for d in dims:
+            n *= d
+        block, tsize = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
+        params, end = params + n, max(end, offset + n * tsize // block)
+    align = int(kv.get("general.alignment") or DEFAULT_ALIGNMENT)
+    data_start = -(-c.pos // align) * align
+    if data_start + end > size:
+        raise GgufError(f"truncated GGUF: tensor data ends at byte {data_start + end}, "
+                        f"file has {size}")
+    return _Header(kv, params)
+
+
+def _read_header(path: Path) -> _Header:
+    size = os.path.getsize(path)
+    if size < 24:
+        raise GgufError(f"truncated GGUF: {size} bytes")
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        try:
+            return _parse(buf, size)
+        except (ValueError, KeyError, OverflowError, MemoryError, struct.error) as exc:
+            raise GgufError(f"corrupt GGUF: {type(exc).__name__}: {exc}") from exc
 
 
 def _int(v: Any) -> int | None:
@@ -52,37 +160,23 @@ def _int(v: Any) -> int | None:
     return int(v) if v is not None else None
 
 
-def _open(path: Path) -> GGUFReader:
-    """Parse a GGUF file, checking every tensor's data lies inside the file."""
-    try:
-        reader = GGUFReader(path)
-    except Exception as exc:  # the reader raises ValueError, IndexError, OSError on bad input
-        raise GgufError(f"unreadable GGUF (truncated or corrupt): {type(exc).__name__}: {exc}") from exc
-    size = os.path.getsize(path)
-    end = max((t.data_offset + t.n_bytes for t in reader.tensors), default=reader.data_offset)
-    if end > size:
-        raise GgufError(f"truncated GGUF: tensor data ends at {end} bytes, file has {size}")
-    return reader
-
-
 def read_gguf(paths: list[Path]) -> GgufMeta:
     """Metadata of a model stored in one GGUF file or the ordered shards of a split one."""
-    readers = [_open(p) for p in paths]
-    first = readers[0]
-    arch = _field(first, "general.architecture")
+    headers = [_read_header(p) for p in paths]
+    kv = headers[0].kv
+    arch = kv.get("general.architecture")
     pre = f"{arch}." if arch else ""
-    n_head = _int(_field(first, pre + "attention.head_count"))
-    n_kv = _int(_field(first, pre + "attention.head_count_kv")) or n_head
-    head_dim = _int(_field(first, pre + "attention.key_length"))
-    n_embd = _int(_field(first, pre + "embedding_length"))
+    n_head = _int(kv.get(pre + "attention.head_count"))
+    head_dim = _int(kv.get(pre + "attention.key_length"))
+    n_embd = _int(kv.get(pre + "embedding_length"))
     if head_dim is None and n_embd and n_head:
         head_dim = n_embd // n_head
     return GgufMeta(
         arch=str(arch) if arch else None,
-        params=sum(t.n_elements for r in readers for t in r.tensors) or None,
-        n_layers=_int(_field(first, pre + "block_count")),
-        ctx_len=_int(_field(first, pre + "context_length")),
-        n_kv_heads=n_kv,
+        params=sum(h.params for h in headers) or None,
+        n_layers=_int(kv.get(pre + "block_count")),
+        ctx_len=_int(kv.get(pre + "context_length")),
+        n_kv_heads=_int(kv.get(pre + "attention.head_count_kv")) or n_head,
         head_dim=head_dim,
-        quantization=quant_name(_int(_field(first, "general.file_type"))),
+        quantization=quant_name(_int(kv.get("general.file_type"))),
     )

@@ -51,7 +51,7 @@ class NodeContext:
         self._changed.set()
         self._changed = trio.Event()
 
-    async def wait_for_change(self, timeout: float) -> None:
+    async def wait_for_change(self, timeout: float) -> None:  # noqa: ASYNC109
         with trio.move_on_after(timeout):
             await self._changed.wait()
 

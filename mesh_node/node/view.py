@@ -3,35 +3,25 @@ record version, so request routing does not re-decode state records)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
 
 import structlog
 
+from mesh_node.gossip.shell import MemberSnapshot
 from mesh_node.records import MemberView, NodeState
 
 log = structlog.get_logger("mesh_node.view")
 
 
-class GossipMember(Protocol):
-    node_id: str
-    status: str
-    incarnation: int
-    address: str
-    port: int
-    state: Mapping[str, Any] | None
-    rtt_ms: float | None
-
-
 class MeshView:
     """Typed, cached view over `members()` of the gossip service."""
 
-    def __init__(self, members: Callable[[], Sequence[GossipMember]]) -> None:
+    def __init__(self, members: Callable[[], Sequence[MemberSnapshot]]) -> None:
         self._members = members
         # keeps the record object itself, so identity comparison is safe (no id reuse)
         self._cache: dict[str, tuple[object, NodeState | None]] = {}
 
-    def _state(self, m: GossipMember) -> NodeState | None:
+    def _state(self, m: MemberSnapshot) -> NodeState | None:
         if m.state is None:
             return None
         hit = self._cache.get(m.node_id)

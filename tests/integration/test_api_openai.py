@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import openai
 import pytest
 import trio
+from openai.types.chat import ChatCompletionMessageParam
 
 from mesh_node.api.app import build_app
 from mesh_node.api.context import Route
@@ -19,7 +20,8 @@ from tests.support.api_servers import api_serving
 pytestmark = pytest.mark.real
 MID = "gemma-3-270m-q4_k_m"
 KEY = "sk-mesh-test"
-MSG = [{"role": "user", "content": "Say hello in one short sentence."}]
+MSG: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "Say hello in one short sentence."}]
 T = TypeVar("T")
 
 
@@ -50,11 +52,11 @@ async def test_api_openai_client_against_real_llama(llama_url: str) -> None:
         client = _client(url)
         models = await _in_thread(lambda: [m.id for m in client.models.list()])
         chat = await _in_thread(lambda: client.chat.completions.create(
-            model="gemma", messages=MSG, max_tokens=16))  # type: ignore[arg-type]
+            model="gemma", messages=MSG, max_tokens=16))
 
         def stream() -> list[str]:
             parts = client.chat.completions.create(model="gemma-3-270m", messages=MSG,
-                                                   max_tokens=16, stream=True)  # type: ignore[arg-type]
+                                                   max_tokens=16, stream=True)
             return [c.choices[0].delta.content or "" for c in parts if c.choices]
         pieces = await _in_thread(stream)
         errors = await _in_thread(lambda: _expected_errors(url))
@@ -67,8 +69,8 @@ async def test_api_openai_client_against_real_llama(llama_url: str) -> None:
 
 def _expected_errors(url: str) -> list[str]:
     calls: list[Callable[[], Any]] = [
-        lambda: _client(url).chat.completions.create(model="no-such-model", messages=MSG),  # type: ignore[arg-type]
-        lambda: _client(url, "wrong").chat.completions.create(model="gemma", messages=MSG),  # type: ignore[arg-type]
+        lambda: _client(url).chat.completions.create(model="no-such-model", messages=MSG),
+        lambda: _client(url, "wrong").chat.completions.create(model="gemma", messages=MSG),
         lambda: _client(url).chat.completions.create(model="gemma", messages="hi"),  # type: ignore[arg-type]
     ]
     seen = []
@@ -91,7 +93,7 @@ async def test_api_openai_stream_through_two_nodes(llama_url: str) -> None:
 
             def stream() -> tuple[list[str], str]:
                 raw = client.chat.completions.with_raw_response.create(
-                    model="gemma", messages=MSG, max_tokens=12, stream=True)  # type: ignore[arg-type]
+                    model="gemma", messages=MSG, max_tokens=12, stream=True)
                 parts = [c.choices[0].delta.content or "" for c in raw.parse() if c.choices]
                 return parts, raw.headers["x-mesh-served-by"]
             pieces, served_by = await _in_thread(stream)

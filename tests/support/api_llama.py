@@ -45,7 +45,7 @@ async def llama_server(threads: int = 1) -> AsyncIterator[str]:
     argv = [str(binary.path), "--host", "127.0.0.1", "--port", str(port), "-m",
             str(gemma_gguf()), "-t", str(threads), "-c", "2048"]
     url = f"http://127.0.0.1:{port}"
-    log = open(BASE / f"llama-{port}.log", "wb")  # closed below, after the child
+    log = os.open(BASE / f"llama-{port}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         async with trio.open_nursery() as nursery:
             proc = await nursery.start(partial(
@@ -57,7 +57,7 @@ async def llama_server(threads: int = 1) -> AsyncIterator[str]:
             finally:
                 nursery.cancel_scope.cancel()  # run_process terminates, then kills, the child
     finally:
-        log.close()
+        os.close(log)  # after the child is gone
 
 
 async def _wait_healthy(url: str, proc: trio.Process) -> None:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import trio
+import trio.lowlevel
 
 from mesh_node.api.app import build_app
 from mesh_node.api.context import Route
@@ -64,7 +65,7 @@ async def test_api_errors_413_stops_reading_early() -> None:
         for _ in range(2000):  # 2000 x 1000 bytes if nobody stopped us
             sent += 1
             yield b" " * 1000
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
 
     async with api_serving(build_app(ctx, FAST)) as url, httpx.AsyncClient(base_url=url) as c:
         r = await c.post("/v1/chat/completions", json={**CHAT, "pad": "x" * 2000})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from mesh_node.catalog.entry import CatalogEntry
@@ -120,3 +121,33 @@ def test_catalog_memory_estimate_formula(tmp_path: Path) -> None:
     f = write_tiny_gguf(tmp_path / "t.gguf", n_layers=2, heads=4, kv_heads=2, embd=64)
     (entry,) = scan_catalog(_config(tmp_path, models=(ModelConfig(path=f),)), hf_cache=tmp_path / "x")
     assert entry.memory_bytes == f.stat().st_size + kv_cache_bytes(2, 4096, 2, 16) + COMPUTE_OVERHEAD_BYTES
+
+
+def test_catalog_gguf_header_damage_is_reported(tmp_path: Path) -> None:
+    from mesh_node.catalog.gguf_meta import GgufError, read_gguf
+
+    good = write_tiny_gguf(tmp_path / "g.gguf", n_layers=3, ctx=128, file_type=7)
+    meta = read_gguf([good])
+    assert (meta.arch, meta.n_layers, meta.ctx_len, meta.quantization) == ("llama", 3, 128, "Q8_0")
+    assert (meta.n_kv_heads, meta.head_dim, meta.params) == (2, 16, 1024)
+    for keep in (10, 40, 200):  # inside the fixed header, the KV pairs, the tensor infos
+        cut = truncate(write_tiny_gguf(tmp_path / f"c{keep}.gguf"), keep)
+        with pytest.raises(GgufError, match="truncated"):
+            read_gguf([cut])
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGML" + bytes(100))
+    with pytest.raises(GgufError, match="bad magic"):
+        read_gguf([bad])
+
+
+def test_catalog_gguf_walk_agrees_with_gguf_reader(tmp_path: Path) -> None:
+    from gguf import GGUFReader
+
+    from mesh_node.catalog.gguf_meta import read_gguf
+
+    path = write_tiny_gguf(tmp_path / "x.gguf", n_layers=5, ctx=300, n_tensor_elems=4096)
+    ref = GGUFReader(path)
+    meta = read_gguf([path])
+    field = ref.get_field("llama.block_count")
+    assert field is not None and meta.n_layers == field.contents() == 5
+    assert meta.params == sum(t.n_elements for t in ref.tensors) == 4096

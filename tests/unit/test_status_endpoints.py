@@ -80,7 +80,7 @@ async def test_status_endpoints_events_stream_and_unsubscribe() -> None:
                         ctx.events.publish("member", {"id": "n9", "status": "alive"})
                     else:
                         break
-            while ctx.events.subscribers:  # the server noticed the disconnect
+            while ctx.events.subscribers:  # noqa: ASYNC110 (the server noticed the disconnect)
                 await trio.sleep(0.01)
     assert [e["kind"] for e in seen] == ["hello", "member"]
     assert seen[1]["data"] == {"id": "n9", "status": "alive"}
