@@ -53,6 +53,17 @@ def split_args(workers: Sequence[records.WorkerAssignment], host_weight: float,
     ]
 
 
+# llama.cpp's built-in templates by architecture, for GGUF files that carry none (without one
+# llama-server falls back to chatml, which Gemma answers with echoes of the prompt)
+BUILTIN_TEMPLATES = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma"}
+
+
+def _template_args(entry: CatalogEntry) -> list[str]:
+    if entry.chat_template or not entry.arch or entry.arch not in BUILTIN_TEMPLATES:
+        return []
+    return ["--no-jinja", "--chat-template", BUILTIN_TEMPLATES[entry.arch]]  # a built-in name, not Jinja
+
+
 def host_spec(entry: CatalogEntry, port: int, workers: Sequence[records.WorkerAssignment] = (),
               config: Config | None = None, *, host_weight: float = 0.0) -> ChildSpec:
     """llama-server for `entry` on 127.0.0.1:port, split over `workers` when given."""
@@ -65,7 +76,8 @@ def host_spec(entry: CatalogEntry, port: int, workers: Sequence[records.WorkerAs
     argv = [
         str(binary.path), "--host", "127.0.0.1", "--port", str(port), "-m", str(entry.path),
         "--alias", entry.id, "-t", str(_threads(config)), "-c", str(cfg.ctx_size), "--metrics",
-        *split_args(workers, host_weight, entry.n_layers), *cfg.extra_args,
+        *split_args(workers, host_weight, entry.n_layers), *_template_args(entry),
+        *cfg.extra_args,
     ]
     return ChildSpec(
         name=f"llama-host:{entry.id}", argv=tuple(argv), env=binary.env,

@@ -30,6 +30,7 @@ class CatalogEntry:
     ctx_len: int | None = None
     params: int | None = None
     error: str | None = None  # set when the model could not be read; such entries are not served
+    chat_template: bool = True  # GGUF: the file carries tokenizer.chat_template
 
     def to_summary(self) -> records.ModelSummary:
         """The gossip-facing summary of this entry."""
@@ -66,7 +67,7 @@ def gguf_entry(model_id: str, paths: list[Path], ctx: int, aliases: tuple[str, .
         return replace(base, error=str(exc))
     return replace(
         base, arch=meta.arch, n_layers=meta.n_layers, ctx_len=meta.ctx_len, params=meta.params,
-        quantization=meta.quantization,
+        quantization=meta.quantization, chat_template=meta.chat_template,
         memory_bytes=estimate_memory(size, ctx or meta.ctx_len or 0, meta.n_layers,
                                      meta.n_kv_heads, meta.head_dim),
     )

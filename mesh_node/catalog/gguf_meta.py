@@ -43,6 +43,7 @@ class GgufMeta:
     n_kv_heads: int | None
     head_dim: int | None
     quantization: str | None
+    chat_template: bool = False  # tokenizer.chat_template present
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ class _Cursor:
         return self.take(_SCALARS[GGUFValueType(vtype)])
 
 
-_GENERAL = frozenset({"general.architecture", "general.file_type", "general.alignment"})
+_GENERAL = frozenset({"general.architecture", "general.file_type", "general.alignment",
+                      "tokenizer.chat_template"})
 _PER_ARCH = (".block_count", ".context_length", ".embedding_length", ".attention.head_count",
              ".attention.head_count_kv", ".attention.key_length")
 
@@ -179,4 +181,5 @@ def read_gguf(paths: list[Path]) -> GgufMeta:
         n_kv_heads=_int(kv.get(pre + "attention.head_count_kv")) or n_head,
         head_dim=head_dim,
         quantization=quant_name(_int(kv.get("general.file_type"))),
+        chat_template=bool(kv.get("tokenizer.chat_template")),
     )

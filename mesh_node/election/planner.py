@@ -83,23 +83,24 @@ def _previous(s: Snapshot, m: WantedModel) -> ModelPlacement | None:
 def _keep(s: Snapshot, m: WantedModel, led: _Ledger) -> ModelPlacement | None:
     """The still-valid previous placement of m, reserved in the ledger; None to re-place it."""
     prev = _previous(s, m)
-    if prev is None:
-        # No previous plan (a fresh node): what the mesh is serving right now is the incumbent.
-        active = tuple(c.node_id for c in s.members if c.active(m.id, "host"))
-        return _keep_solo(s, m, active, led)
-    if prev.served_as is not None or prev.mode == "unservable" or _pin_pending(s, m, prev):
+    if prev is not None and (prev.served_as is not None or prev.mode == "unservable"):
         return None
-    if prev.mode == "split":
+    # No previous plan (a fresh node): what the mesh is serving right now is the incumbent.
+    hosts = prev.hosts if prev is not None else tuple(
+        c.node_id for c in s.members if c.active(m.id, "host"))
+    if _pin_pending(s, m, hosts):
+        return None
+    if prev is not None and prev.mode == "split":
         return _keep_split(s, m, prev, led)
-    return _keep_solo(s, m, prev.hosts, led)
+    return _keep_solo(s, m, hosts, led)
 
 
-def _pin_pending(s: Snapshot, m: WantedModel, prev: ModelPlacement) -> bool:
+def _pin_pending(s: Snapshot, m: WantedModel, hosts: Sequence[str]) -> bool:
     """A pin target that could host m is not among its hosts: re-place so the pin can win."""
     need = need_bytes(m.memory_bytes, s.headroom)
     targets = [c for c in s.pin_targets(m) if c.can_host(m) and not c.failed(m.id, "host")]
     able = [c for c in targets if c.memory_offered >= need]
-    return bool(able) and not any(c.node_id in prev.hosts for c in able)
+    return bool(able) and not any(c.node_id in hosts for c in able)
 
 
 def _keep_solo(s: Snapshot, m: WantedModel, hosts: Sequence[str], led: _Ledger

@@ -207,3 +207,28 @@ async def test_api_two_nodes_share_request_id_and_skip_bearer_between_nodes() ->
     done = [e for e in logs if e["event"] == "request_done"]
     assert len(done) == 2 and {e["request_id"] for e in done} == {"trace-me"}
     assert {e["node"] for e in done} == {"node-b"}  # A reports who served it
+
+
+async def test_api_route_client_disconnect_cancels_non_streamed_upstream() -> None:
+    closed = trio.Event()
+
+    async def slow(stream: trio.SocketStream) -> None:
+        await read_request_head(stream)
+        with trio.move_on_after(WAIT_S):
+            while await stream.receive_some(65536):  # b"" once the proxy hangs up
+                pass
+            closed.set()
+
+    async with raw_upstream(slow) as slow_url:
+        ctx = _ctx([Route("slow", slow_url, True)])
+        app = build_app(ctx, T)
+        async with api_serving(app) as url, httpx.AsyncClient(base_url=url) as c:
+            try:
+                await c.post("/v1/chat/completions", json=CHAT, timeout=0.5)
+                raise AssertionError("the upstream never answers")
+            except httpx.ReadTimeout:
+                pass  # the client gives up and closes its connection
+            with trio.fail_after(WAIT_S):
+                await closed.wait()
+    assert app.state.api.inflight_total == 0 and app.state.api.outbound["slow"] == 0
+    assert b'status="499"' in app.state.metrics.render()
