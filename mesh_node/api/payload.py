@@ -39,6 +39,8 @@ def parse(raw: bytes, kind: Kind) -> dict[str, Any]:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise errors.invalid_json(str(exc)) from None
+    except RecursionError:  # "[[[[..." nested deeper than the interpreter's stack
+        raise errors.invalid_json("nested too deeply") from None
     if not isinstance(doc, dict):
         raise errors.invalid_json("the body must be a JSON object")
     if "model" not in doc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,9 +77,13 @@ def number(lo: float, *, inclusive: bool = True) -> Kind:
     def check(v: object) -> object:
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise Invalid(expected, v)
-        if v < lo or (not inclusive and v == lo):
-            raise Invalid(expected, v)
-        return float(v)
+        try:
+            x = float(v)
+        except OverflowError:  # an integer of hundreds of digits
+            raise Invalid(expected, v) from None
+        if not math.isfinite(x) or x < lo or (not inclusive and x == lo):
+            raise Invalid(expected, v)  # TOML and float() both take nan and inf
+        return x
 
     def parse(text: str) -> object:
         try:
@@ -132,9 +137,12 @@ def choice(*options: str) -> Kind:
 
 
 def _check_path(v: object) -> object:
-    if not isinstance(v, str) or not v.strip():
+    if not isinstance(v, str) or not v.strip() or "\x00" in v:  # NUL: no OS takes it
         raise Invalid("a path", v)
-    return Path(v).expanduser()
+    try:
+        return Path(v).expanduser()
+    except RuntimeError:  # "~nosuchuser/...": no home directory to expand to
+        raise Invalid("a path (with ~ only for a known user)", v) from None
 
 
 PATH = Kind("a path", _check_path, is_path=True)
@@ -199,7 +207,8 @@ def _check_size(v: object) -> object:
     if isinstance(v, str):
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", v)
         if m and m.group(2).lower() in _UNITS:
-            n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+            x = float(m.group(1)) * _UNITS[m.group(2).lower()]
+            n = int(x) if x < 2**63 else 0  # float("9" * 400) is inf: int() of it raises
             if n > 0:
                 return n
     raise Invalid(_SIZE, v)

@@ -95,6 +95,9 @@ def _parse(text: str, label: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:  # its message carries "(at line L, column C)"
         raise ConfigError(label, None, "valid TOML", message=f"invalid TOML: {e}") from None
+    except (ValueError, RecursionError) as e:  # an int over 4,300 digits; inline tables nested deep
+        raise ConfigError(label, None, "valid TOML",
+                          message=f"unreadable TOML: {type(e).__name__}") from None
 
 
 def _unknown(label: str, dotted: str, leaf: str, prefix: str) -> ConfigError:

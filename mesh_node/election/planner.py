@@ -18,8 +18,8 @@ charge an incumbent twice for its own model and make it look full (and flap).
 Split weights: WorkerAssignment.weight is each worker's share, in listed order; the host's own
 share is `rules.host_share(weights)` (1 - sum). Shares follow the free memory each node offers
 the split. Order them for `--tensor-split` as llama.cpp lists its devices (RPC devices first,
-in `--rpc` order, then the host's local devices). One RPC port per node: a node is the RPC
-worker of at most one model.
+in `--rpc` order, then the host's local devices). One RPC port per node (NodeState.rpc_port):
+a node is the RPC worker of at most one model.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mesh_node.election.rules import (
-    DEFAULT_RPC_PORT,
     fmt_bytes,
     fmt_need,
     host_share,
@@ -107,7 +106,8 @@ def _keep_solo(s: Snapshot, m: WantedModel, hosts: Sequence[str], led: _Ledger
                ) -> ModelPlacement | None:
     need = need_bytes(m.memory_bytes, s.headroom)
     picks: list[tuple[Candidate, int]] = []
-    for h in hosts:
+    pinned = {c.node_id for c in s.pin_targets(m)}
+    for h in sorted(hosts, key=lambda h: h not in pinned):  # stable: pin targets first
         c = s.member(h)
         if c is None or not c.can_host(m) or c.failed(m.id, "host") or len(picks) >= m.replicas:
             continue
@@ -308,7 +308,7 @@ def _commit_split(s: Snapshot, m: WantedModel, host: Candidate, workers: Sequenc
     commits = split_commitments(need_bytes(m.memory_bytes, s.headroom), weights)
     led.take([host.node_id, *(w.node_id for w in workers)], commits)
     led.workers.update(w.node_id for w in workers)
-    assigned = tuple(WorkerAssignment(w.node_id, w.address, DEFAULT_RPC_PORT, wt)
+    assigned = tuple(WorkerAssignment(w.node_id, w.address, w.rpc_port, wt)
                      for w, wt in zip(workers, weights, strict=True))
     parts = [f"{c.label} {fmt_bytes(b)} ({100 * wt:.0f}%)" for c, b, wt in
              zip((host, *workers), commits, (host_share(weights), *weights), strict=True)]

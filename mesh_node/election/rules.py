@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from mesh_node.election.snapshot import Candidate, WantedModel
 from mesh_node.records import ModelPlacement, Placement
 
-DEFAULT_RPC_PORT = 50052  # LlamaConfig.rpc_port default; NodeState does not carry the port yet
 _GIB = 1024**3
 _MIB = 1024**2
 

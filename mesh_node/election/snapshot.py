@@ -36,6 +36,7 @@ class Candidate:
     holds: tuple[str, ...] = ()  # model ids in its catalog (the file is on this node)
     serving: tuple[Serving, ...] = ()
     rtt_ms: float | None = None  # None: not measured (treated as near)
+    rpc_port: int = 50052  # where its RPC worker listens (NodeState.rpc_port)
 
     @property
     def label(self) -> str:
@@ -132,7 +133,7 @@ def candidate_from_state(state: NodeState, rtt_ms: float | None = None) -> Candi
         backends=tuple(available), splittable=tuple(splittable), unavailable=tuple(unavailable),
         holds=tuple(sorted({m.id for m in state.catalog})),
         serving=tuple(sorted(state.serving, key=lambda s: (s.model, s.role, s.state, s.port))),
-        rtt_ms=rtt_ms,
+        rtt_ms=rtt_ms, rpc_port=state.rpc_port,
     )
 
 

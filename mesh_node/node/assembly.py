@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -15,7 +16,7 @@ from mesh_node.backends.capabilities import detect_capabilities
 from mesh_node.backends.supervisor import Supervisor
 from mesh_node.catalog.entry import CatalogEntry
 from mesh_node.catalog.scan import scan_catalog
-from mesh_node.config.model import Config
+from mesh_node.config.model import Config, ModelConfig
 from mesh_node.discovery.mdns import DiscoveryError, MdnsDiscovery
 from mesh_node.discovery.static import static_peers
 from mesh_node.discovery.txt import capability_tokens
@@ -32,6 +33,14 @@ from mesh_node.timing import DEFAULT_TIMINGS, Timings
 
 log = structlog.get_logger("mesh_node.node")
 INFLIGHT_PUBLISH_S = 1.0  # in-flight load is gossiped at most this often (it changes per request)
+
+
+def _model_ref(m: ModelConfig, catalog: list[CatalogEntry]) -> str:
+    """How a [[models]] entry's pin/replicas name its model in gossip: the catalog id of its
+    file (a bare path is no id or alias, so the election could never match it), else the alias."""
+    want = os.path.realpath(m.path.expanduser())
+    found = next((e.id for e in catalog if os.path.realpath(e.path) == want), None)
+    return found or m.alias or str(m.path)
 
 
 class Node:
@@ -79,8 +88,8 @@ class Node:
                 memory_offered=self.memory_offered, memory_free=self.memory_offered,
                 capabilities=caps, catalog=tuple(e.to_summary() for e in usable),
                 version=__version__, rpc_port=cfg.backends.llama.rpc_port,
-                pins=tuple((m.alias or str(m.path), m.pin) for m in cfg.models if m.pin),
-                replicas=tuple((m.alias or str(m.path), m.replicas) for m in cfg.models
+                pins=tuple((_model_ref(m, usable), m.pin) for m in cfg.models if m.pin),
+                replicas=tuple((_model_ref(m, usable), m.replicas) for m in cfg.models
                                if m.replicas > 1),
             )
             local = LocalState(state, gossip.set_local_state)

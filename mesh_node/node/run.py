@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import signal
 
 import structlog
@@ -25,11 +26,34 @@ def advertise_address(config: Config) -> str:
     return addrs[0] if addrs else "127.0.0.1"
 
 
+NOFILE_WANTED = 65536  # every API client, push-pull exchange and child pipe is a descriptor
+
+
+def raise_nofile_limit(wanted: int = NOFILE_WANTED) -> int:
+    """Lift the soft open-files limit toward the hard one; the soft limit it ends with.
+
+    Stock soft limits (macOS 256, Linux 1,024) let a few hundred idle LAN connections exhaust
+    them, after which the API accepts nobody, health probes included (tests/integration/
+    test_api_abuse.py). Servers lift it themselves, as Go's runtime does since 1.19.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    while target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+        except (ValueError, OSError):  # macOS: capped lower by kern.maxfilesperproc
+            target //= 2
+    return soft
+
+
 async def run_node(config: Config) -> int:
     """Run until SIGINT/SIGTERM; then leave the mesh, stop children and return 0."""
+    nofile = raise_nofile_limit()
     node_id = load_or_create_node_id(config.node.data_dir)
     structlog.contextvars.bind_contextvars(node=config.node.name)
     node = Node(config, node_id, advertise_address(config), offered_memory(config))
+    log.info("open_files_limit", soft=nofile)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as root:
             await root.start(node.run)

@@ -1,4 +1,7 @@
-"""TOML, model files and requests for the election lab (tests/lab/test_election_lab.py, benchmarks/lab_*.py).
+"""Configs and drivers of the election lab (tests/lab/test_election_lab.py, benchmarks/lab_*.py).
+
+TOML rendering, the demo GGUF and its memory estimate, node start-up, status predicates, chat
+requests and crashes, all from inside lab namespaces.
 
 Memory caps are derived from the catalog's own estimate of the Gemma 3 270M GGUF at the lab's
 context size (`elab_gemma_need`), so the "fits on no node alone" premise follows the estimator
@@ -11,13 +14,17 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from netlab_proc import HttpResult
+from netlab import Lab, NodeProc
+from netlab_proc import HttpResult, wait_until
 
 ELAB_MESH = "elab-mesh"
 ELAB_SECRET = "elab-secret-0123456789"
@@ -180,3 +187,62 @@ def elab_listeners(ns: str, port: int) -> list[str]:
         if len(cols) >= 4 and cols[3].rsplit(":", 1)[-1] == str(port):
             found.append(line)
     return found
+
+
+# --- drivers ----------------------------------------------------------------------------------
+
+def elab_start(lab: Lab, nodes: Sequence[ElabNode]) -> list[NodeProc]:
+    """Start one `mesh-node run` per spec, spec k on lab host k+1."""
+    procs = []
+    for k, spec in enumerate(nodes, start=1):
+        hf = lab.host(k).workdir / "hf-empty"  # never pick up a model from a real HF cache
+        hf.mkdir(exist_ok=True)
+        procs.append(lab.host(k).start_node(elab_toml(spec), env={"HF_HUB_CACHE": str(hf)}))
+    return procs
+
+
+def elab_specs(lab: Lab, memory: int, demo_on: set[int],
+               models: dict[int, list[ElabModel]] | None = None) -> list[ElabNode]:
+    """One spec per lab host (names elab1..N), static peers to every other host."""
+    addrs = [h.addr for h in lab.hosts]
+    return [ElabNode(name=f"elab{k}", address=h.addr, data_dir=h.workdir / "data",
+                     peers=[a for a in addrs if a != h.addr], memory_bytes=memory,
+                     demo=k in demo_on, models=(models or {}).get(k, []))
+            for k, h in enumerate(lab.hosts, start=1)]
+
+
+def elab_placement(st: dict[str, Any], model: str) -> dict[str, Any] | None:
+    """The /api/status placement entry of `model`, if planned."""
+    return next((p for p in st.get("placement", []) if p["model"] == model), None)
+
+
+def elab_split_ready(model: str, n_members: int, n_workers: int
+                     ) -> Callable[[dict[str, Any]], bool]:
+    """Status predicate: all members alive, `model` split over n_workers and ready."""
+    def check(st: dict[str, Any]) -> bool:
+        p = elab_placement(st, model)
+        alive = [m for m in st.get("members", []) if m["status"] == "alive"]
+        return (len(alive) == n_members and p is not None and p["mode"] == "split"
+                and len(p["workers"]) == n_workers and bool(p["ready"]))
+    return check
+
+
+def elab_kill_host(lab: Lab, k: int) -> None:
+    """Crash host k: SIGKILL every process in its namespace (node, llama-server, worker)."""
+    pids = subprocess.run(["ip", "netns", "pids", lab.host(k).ns], capture_output=True,
+                          text=True, timeout=10).stdout.split()
+    lab.kill(k, signal.SIGKILL)
+    for pid in pids:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+def elab_first_success(node: NodeProc, model: str, deadline_s: float) -> float:
+    """Poll chat completions through `node` until one succeeds; monotonic time of that success."""
+    def attempt() -> float | None:
+        res = elab_chat(node.ns, node.base_url, model, max_tokens=4, timeout=30.0)
+        return time.monotonic() if res.status == 200 else None
+    t_ok: float = wait_until(attempt, deadline_s, 0.1, f"a completion through {node.ns}")
+    return t_ok

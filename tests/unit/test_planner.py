@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
@@ -209,3 +210,10 @@ def test_previous_split_kept_when_unchanged() -> None:
     p = again.for_model("big")
     assert p is not None and p.reason.startswith("kept split (incumbent)")
     assert p.workers == first.models[0].workers
+
+
+def test_worker_rpc_port_comes_from_its_node_state() -> None:
+    worker = dataclasses.replace(node("b", 2.0), rpc_port=50111)
+    p = _planned((node("a", 2.0, (BIG3,)), worker), {}).for_model("big")
+    assert p is not None and p.mode == "split"
+    assert [(w.node_id, w.rpc_port) for w in p.workers] == [("b", 50111)]

@@ -1,0 +1,189 @@
+"""Issue 6 in the lab: the official openai client against every node of a three-node mesh,
+replica failover under kill -9 during a burst, and the dashboard in headless chromium.
+
+Real `mesh-node run` processes in network namespaces; only hosts 1 and 2 hold Gemma 3 270M
+(llama-server, 1 thread each); host 3 holds nothing and must forward. The openai client and
+chromium run inside host 3's namespace (`ip netns exec`), so all traffic stays in the lab.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_lab_configs import apilab_node_toml
+from lab_configs import lab_node_env, lab_peer
+from netlab import Lab, NodeProc, wait_until
+
+pytestmark = [pytest.mark.lab, pytest.mark.real]
+
+APILAB_ROOT = Path(__file__).resolve().parents[2]
+APILAB_CLIENT = APILAB_ROOT / "tests" / "support" / "apilab_client.py"
+APILAB_SCREENSHOT = APILAB_ROOT / "benchmarks" / "results" / "dashboard.png"
+APILAB_READY_S = 240.0  # three nodes + two llama-servers on two cores shared with other labs
+APILAB_CLIENT_S = 180.0
+
+
+def _apilab_start(lab: Lab, workdir: Path, replicas: int = 1) -> list[NodeProc]:
+    """Nodes h1, h2 (Gemma holders) and h3 (nothing), seeded at h1; returned in order."""
+    env = lab_node_env(workdir)
+    peers = [lab_peer(lab.host(1).addr)]
+    nodes = []
+    for k in (1, 2, 3):
+        toml = apilab_node_toml(f"h{k}", workdir / f"data{k}", demo=k != 3,
+                                peers=peers if k != 1 else (), replicas=replicas)
+        nodes.append(lab.host(k).start_node(toml, env=env))
+    return nodes
+
+
+def _apilab_ready_hosts(st: dict[str, Any]) -> list[str]:
+    """Ids of members serving a ready host of some model."""
+    return sorted(m["id"] for m in st["members"] if m["status"] == "alive"
+                  and any(s["role"] == "host" and s["ready"] for s in m["serving"]))
+
+
+def _apilab_wait_mesh(nodes: list[NodeProc], hosts: int) -> dict[str, Any]:
+    """Every node sees 3 alive members and `hosts` ready hosts of one placed model."""
+    def ok(st: dict[str, Any]) -> bool:
+        alive = sum(m["status"] == "alive" for m in st["members"])
+        return (alive == 3 and len(st["placement"]) == 1 and st["placement"][0]["ready"]
+                and len(_apilab_ready_hosts(st)) == hosts)
+    return [n.wait_for(ok, APILAB_READY_S, interval=1.0) for n in nodes][-1]
+
+
+def _apilab_run_client(node: NodeProc, *args: str) -> str:
+    """Run the openai client script inside node's namespace; its stdout."""
+    argv = ["ip", "netns", "exec", node.ns, sys.executable, str(APILAB_CLIENT), *args]
+    cp = subprocess.run(argv, capture_output=True, text=True, timeout=APILAB_CLIENT_S)
+    assert cp.returncode == 0, f"client failed ({cp.returncode}): {cp.stderr[-3000:]}"
+    return cp.stdout
+
+
+@pytest.fixture(scope="module")
+def apilab_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, list[NodeProc]]]:
+    """One running three-node mesh (no replicas) shared by the client and dashboard tests."""
+    workdir = tmp_path_factory.mktemp("apilab")
+    lab = Lab(3, workdir=workdir)
+    try:
+        nodes = _apilab_start(lab, workdir)
+        _apilab_wait_mesh(nodes, hosts=1)
+        yield lab, nodes
+    finally:
+        lab.close()
+
+
+def test_apilab_openai_client_at_every_node_reaches_the_elected_host(
+        apilab_mesh: tuple[Lab, list[NodeProc]]) -> None:
+    _, nodes = apilab_mesh
+    st = nodes[2].status()
+    plan = st["placement"][0]
+    holders = {n.status()["node"]["id"] for n in nodes[:2]}
+    elected = plan["hosts"][0]["id"]
+    assert plan["mode"] == "solo" and len(plan["hosts"]) == 1 and elected in holders
+    for node in nodes:
+        out = json.loads(_apilab_run_client(nodes[2], "basic", node.base_url))
+        assert out["models"] == [plan["model"]], out
+        assert out["chat_text"].strip(), out
+        assert out["stream_chunks"] >= 2 and out["stream_text"].strip(), out
+        assert out["chat_served_by"] == elected and out["stream_served_by"] == elected, out
+
+
+def _apilab_chromium(node: NodeProc, profile: Path, *extra: str) -> str:
+    """Headless Debian chromium in node's namespace (flags of tests/support/api_chromium)."""
+    argv = ["ip", "netns", "exec", node.ns, "chromium", "--headless", "--no-sandbox",
+            "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}",
+            "--window-size=1280,900", *extra, node.base_url + "/"]
+    cp = subprocess.run(argv, capture_output=True, text=True, timeout=90)
+    assert cp.returncode == 0, f"chromium failed ({cp.returncode}): {cp.stderr[-2000:]}"
+    return cp.stdout
+
+
+def test_apilab_dashboard_shows_members_and_placement(
+        apilab_mesh: tuple[Lab, list[NodeProc]], tmp_path: Path) -> None:
+    _, nodes = apilab_mesh
+    st = nodes[2].status()
+    dom = _apilab_chromium(nodes[2], tmp_path / "profile", "--dump-dom")
+    for name in ("h1", "h2", "h3"):
+        assert f"<b>{name}</b>" in dom
+    assert dom.count(">alive<") == 3
+    plan = st["placement"][0]
+    assert plan["reason"] and html.escape(plan["reason"], quote=False) in dom
+    assert plan["model"] in dom and ">ready<" in dom and "loading…" not in dom
+    assert "authenticated" in dom
+    APILAB_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    APILAB_SCREENSHOT.unlink(missing_ok=True)
+    _apilab_chromium(nodes[2], tmp_path / "profile2", f"--screenshot={APILAB_SCREENSHOT}")
+    assert APILAB_SCREENSHOT.stat().st_size > 10_000  # a rendered page, not a blank one
+
+
+def _apilab_records(path: Path) -> list[dict[str, Any]]:
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def _apilab_llama_pids(ns: str) -> list[int]:
+    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True,
+                          timeout=10).stdout.split()
+    out = []
+    for pid in pids:
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        out += [int(pid)] if comm.startswith("llama-server") else []
+    return out
+
+
+def _apilab_log_events(node: NodeProc, event: str) -> int:
+    return sum(f'"event": "{event}"' in line or f'"event":"{event}"' in line
+               for line in node.log_text().splitlines())
+
+
+def test_apilab_replica_killed_mid_burst_loses_no_request(
+        lab_factory: Callable[..., Lab], tmp_path: Path) -> None:
+    lab = lab_factory(3)
+    nodes = _apilab_start(lab, tmp_path, replicas=2)
+    st = _apilab_wait_mesh(nodes, hosts=2)
+    ids = [n.status()["node"]["id"] for n in nodes]
+    assert sorted(h["id"] for h in st["placement"][0]["hosts"]) == sorted(ids[:2])
+    n_req, conc, kill_after = 30, 6, 6
+    out = tmp_path / "burst.jsonl"
+    with open(out, "wb") as f:
+        proc = subprocess.Popen(["ip", "netns", "exec", nodes[2].ns, sys.executable,
+                                 str(APILAB_CLIENT), "burst", nodes[2].base_url, str(n_req),
+                                 str(conc)], stdout=f, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: len(_apilab_records(out)) >= kill_after, APILAB_CLIENT_S,
+                   what=f"{kill_after} burst requests done")
+        before = len(_apilab_records(out))
+        victim = nodes[0]
+        assert _apilab_llama_pids(victim.ns), "no llama-server on the victim before the kill"
+        os.kill(victim.proc.pid, signal.SIGKILL)  # mesh-node only: PDEATHSIG takes its child
+        killed_at = time.monotonic()
+        wait_until(lambda: not _apilab_llama_pids(victim.ns), 10.0,
+                   what="llama-server to die with its parent")
+        assert proc.wait(timeout=APILAB_CLIENT_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    recs = _apilab_records(out)
+    failed = [r for r in recs if not r["ok"]]
+    assert len(recs) == n_req and not failed, failed
+    assert before < n_req, "the burst ended before the kill"
+    served = {r["served_by"] for r in recs}
+    assert served == set(ids[:2]), served  # both replicas served; survivors after the kill
+    assert recs[-1]["served_by"] == ids[1]
+    failovers = _apilab_log_events(nodes[2], "upstream_failed_over")
+    assert failovers >= 1, nodes[2].log_tail()  # requests were in flight on the victim
+    print(f"burst: {n_req} ok, {before} done before kill -9, {failovers} failed over, "
+          f"{time.monotonic() - killed_at:.1f}s from kill to end")
