@@ -6,6 +6,8 @@ the Gemma 3 270M GGUF, h3 holds nothing; completions are sent through h3's API. 
                     holder must take over as split host.
   solo_1_replica  - one solo host; killed, the other holder is elected and cold-starts.
   solo_2_replicas - [[models]] replicas = 2: both holders serve; one is killed.
+  solo_2_replicas_link_down - the same, and the killed host's link goes down too (a machine
+                    that lost power: connects time out instead of being refused).
 "Killed" is every process of the host's namespace (node, llama-server, RPC worker) at once.
 A status poller on h3 also records when the host was first seen dead and when the placement
 moved, to show where the time goes.
@@ -50,12 +52,12 @@ from election_configs import (  # noqa: E402
 from netlab import Lab, NodeProc  # noqa: E402
 
 SOLO_MEMORY = 2 * 1024**3  # far above the model's need: solo on any holder
-SCENARIOS = ("split_1_replica", "solo_1_replica", "solo_2_replicas")
+SCENARIOS = ("split_1_replica", "solo_1_replica", "solo_2_replicas", "solo_2_replicas_link_down")
 
 
 def scenario_specs(name: str, lab: Lab, gguf: Path, memory: int) -> list[ElabNode]:
     """h1, h2 hold the file; h3 nothing. Caps and replicas per scenario."""
-    if name == "solo_2_replicas":
+    if name.startswith("solo_2_replicas"):
         model = ElabModel(gguf, alias="gemma", replicas=2)
         replicated: list[ElabNode] = elab_specs(lab, SOLO_MEMORY, demo_on=set(),
                                                 models={1: [model], 2: [model]})
@@ -70,7 +72,7 @@ def scenario_specs(name: str, lab: Lab, gguf: Path, memory: int) -> list[ElabNod
 def serving_ready(name: str) -> Callable[[dict[str, Any]], bool]:
     """Status predicate: 3 members alive and the scenario's placement ready."""
     mode, n_hosts = ("split", 1) if name.startswith("split") else ("solo", 1)
-    if name == "solo_2_replicas":
+    if name.startswith("solo_2_replicas"):
         n_hosts = 2
 
     def check(st: dict[str, Any]) -> bool:
@@ -135,6 +137,8 @@ def one_run(name: str, gguf: Path, memory: int) -> dict[str, Any]:
         poller = StatusPoller(entry, victim, stop)
         t_kill = time.monotonic()
         elab_kill_host(lab, ids.index(victim) + 1)
+        if name.endswith("_link_down"):
+            lab.link_down(ids.index(victim) + 1)
         poller.start()
         t_ok = elab_first_success(entry, GEMMA_ID, 120.0)
         poller.join(timeout=30.0)

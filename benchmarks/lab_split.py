@@ -113,7 +113,16 @@ def start_hand_split(lab: Lab, mesh_argv: list[str]) -> list[str]:
     return argv
 
 
-def measure(urls: dict[str, tuple[str, str]], runs: int, tokens: int
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes (their own threads, not their children)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime: stat(5) fields 14 and 15
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measure(urls: dict[str, tuple[str, str]], runs: int, tokens: int, node_pids: list[int]
             ) -> dict[str, list[dict[str, Any]]]:
     """Rounds of one request per path (one warm-up each), the order rotating every round, so
     machine noise and order effects hit every path alike."""
@@ -124,7 +133,11 @@ def measure(urls: dict[str, tuple[str, str]], runs: int, tokens: int
     for i in range(runs):
         for name in names[i % len(names):] + names[: i % len(names)]:
             ns, url = urls[name]
-            out[name].append(chat_timed(ns, url, tokens))
+            cpu0 = cpu_seconds(node_pids)
+            r = chat_timed(ns, url, tokens)
+            # CPU the three mesh-node processes burn meanwhile: it competes with the decode
+            r["nodes_cpu_s"] = cpu_seconds(node_pids) - cpu0
+            out[name].append(r)
     return out
 
 
@@ -134,6 +147,7 @@ def summarize(series: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, fl
     return {name: {"decode_tps_median": statistics.median(r["decode_tps"] for r in rs),
                    "wall_tps_median": statistics.median(r["wall_tps"] for r in rs),
                    "predicted_n_median": statistics.median(r["predicted_n"] for r in rs),
+                   "nodes_cpu_s_median": statistics.median(r["nodes_cpu_s"] for r in rs),
                    "paired_ratio_median": statistics.median(
                        r["decode_tps"] / h["decode_tps"] for r, h in zip(rs, hand, strict=True))}
             for name, rs in series.items()}
@@ -154,7 +168,7 @@ def run(runs: int, tokens: int) -> dict[str, Any]:
         urls = {"hand": (lab.host(1).ns, f"http://{lab.host(1).addr}:{HAND_API_PORT}"),
                 "mesh_via_host": (nodes[0].ns, nodes[0].base_url),
                 "mesh_via_worker": (nodes[1].ns, nodes[1].base_url)}
-        series = measure(urls, runs, tokens)
+        series = measure(urls, runs, tokens, [n.proc.pid for n in nodes])
     summary = summarize(series)
     hand = summary["hand"]["decode_tps_median"]
     return {"runs": runs, "tokens": tokens, "cap_bytes": cap, "split_ready_s": split_ready_s,
@@ -175,10 +189,11 @@ def main() -> None:
     print(f"mesh split ready {r['split_ready_s']:.1f} s after start; "
           f"{args.runs} runs x {args.tokens} tokens per path, alternating")
     print(f"split: {' '.join(r['mesh_argv'][r['mesh_argv'].index('--rpc'):])}")
-    print(f"{'path':<18}{'decode tok/s':>14}{'client tok/s':>14}{'paired ratio':>14}  (medians)")
+    print(f"{'path':<18}{'decode tok/s':>14}{'client tok/s':>14}{'paired ratio':>14}"
+          f"{'nodes CPU s':>13}  (medians per request)")
     for name, s in r["summary"].items():
         print(f"{name:<18}{s['decode_tps_median']:>14.2f}{s['wall_tps_median']:>14.2f}"
-              f"{s['paired_ratio_median']:>14.3f}")
+              f"{s['paired_ratio_median']:>14.3f}{s['nodes_cpu_s_median']:>13.3f}")
     print(f"ratio mesh/hand: via host {r['ratio_mesh_via_host']:.3f}, "
           f"via worker {r['ratio_mesh_via_worker']:.3f} (target >= 0.97: "
           f"{'met' if min(r['ratio_mesh_via_host'], r['ratio_mesh_via_worker']) >= 0.97 else 'NOT met'})")

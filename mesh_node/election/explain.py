@@ -93,8 +93,16 @@ def render_placement(placement: Placement, names: Mapping[str, str]) -> str:
 
 def load_snapshot_file(path: Path) -> tuple[Snapshot, dict[str, str]]:
     """Read a snapshot file: a list of NodeState wire dicts, or {"nodes": [...], "previous":
-    placement (wire or JSON form), "rtt_ms": {id: ms}, "headroom": x, "max_rtt_ms": y}."""
+    placement (wire or JSON form), "rtt_ms": {id: ms}, "headroom": x, "max_rtt_ms": y}.
+    Raises OSError, or ValueError when the content is not such a snapshot."""
     data = json.loads(path.read_text())
+    try:
+        return _snapshot_of(data)
+    except (KeyError, TypeError, AttributeError, IndexError) as e:
+        raise ValueError(f"not a mesh snapshot ({type(e).__name__}: {e})") from e
+
+
+def _snapshot_of(data: Any) -> tuple[Snapshot, dict[str, str]]:
     doc: dict[str, Any] = {"nodes": data} if isinstance(data, list) else dict(data)
     states = [NodeState.from_wire(d) for d in doc.get("nodes", ())]
     prev_items = doc.get("previous")
@@ -113,5 +121,6 @@ def plan_from_file(path: Path) -> dict[str, Any]:
     """Plan a snapshot file and return the placement JSON (what `mesh-node plan` prints)."""
     snap, names = load_snapshot_file(path)
     placement = plan(snap)
+    members = [{"id": nid, "name": name} for nid, name in sorted(names.items())]
     return {"placement": placement_to_json(placement, names), "nodes": names,
-            "headroom": snap.headroom, "max_rtt_ms": snap.max_rtt_ms}
+            "members": members, "headroom": snap.headroom, "max_rtt_ms": snap.max_rtt_ms}

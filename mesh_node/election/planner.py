@@ -24,8 +24,10 @@ a node is the RPC worker of at most one model.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from mesh_node.election.rules import (
     fmt_bytes,
@@ -33,6 +35,7 @@ from mesh_node.election.rules import (
     host_share,
     need_bytes,
     no_backend_reason,
+    served_as_fallback,
     split_commitments,
     split_weights,
 )
@@ -45,7 +48,7 @@ from mesh_node.election.snapshot import (
 )
 from mesh_node.records import ModelPlacement, Placement, WorkerAssignment
 
-__all__ = ["Snapshot", "plan", "snapshot_from_members", "snapshot_from_states"]
+__all__ = ["Snapshot", "plan", "plan_from_file", "snapshot_from_members", "snapshot_from_states"]
 
 _BACKEND_LABEL = {"mlx": "MLX", "llama": "llama.cpp"}
 
@@ -69,8 +72,15 @@ def plan(snapshot: Snapshot) -> Placement:
     kept = {m.id: p for m in order if (p := _keep(snapshot, m, led)) is not None}
     results = {m.id: _place(snapshot, m, led, kept.get(m.id)) for m in order}
     for m in snapshot.models:
-        results[m.id] = _fallback(snapshot, m, results)
+        results[m.id] = served_as_fallback(m, snapshot.models, results)
     return Placement(tuple(results[m.id] for m in snapshot.models))
+
+
+def plan_from_file(path: Path) -> dict[str, Any]:
+    """Plan a snapshot file (`mesh-node plan --snapshot` looks here); see explain.py."""
+    from mesh_node.election import explain  # explain imports this module: import at call time
+
+    return explain.plan_from_file(path)
 
 
 # --- pass 1: keep what still works -------------------------------------------------------------
@@ -224,25 +234,6 @@ def _place_split(s: Snapshot, m: WantedModel, able: list[Candidate], led: _Ledge
     offered = led.free[host.node_id] + sum(led.free[c.node_id] for c in pool)
     return _unservable(m, f"split needs {fmt_bytes(need)} ({_needs(s, m)}), "
                           f"the mesh offers {fmt_bytes(offered)}{skipped}")
-
-
-# --- pass 3: MLX served as its llama export ----------------------------------------------------
-
-def _fallback(s: Snapshot, m: WantedModel, results: Mapping[str, ModelPlacement]
-              ) -> ModelPlacement:
-    """An unservable MLX model points at a placed llama export with the same key, if any."""
-    own = results[m.id]
-    if m.backend != "mlx" or own.mode != "unservable":
-        return own
-    alts = [results[o.id] for o in s.models if o.backend == "llama" and o.key == m.key]
-    placed = [a for a in alts if a.mode != "unservable"]
-    if not placed:
-        extra = "".join(f"; llama export {a.model} is unservable too: {a.reason}" for a in alts)
-        return _with_reason(own, own.reason + extra)
-    a = placed[0]
-    why = f"{own.reason}; served as {a.model} (llama export with the same key {m.key}): {a.reason}"
-    return ModelPlacement(m.id, a.mode, a.backend, a.hosts, a.workers, why, a.model,
-                          a.memory_bytes)
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Memory arithmetic shared by the planner and its readers: needs, split shares, commitments.
+"""Rules shared by the planner and its readers: needs, split shares, commitments, fallbacks.
 
 A node's commitment to a model is derived from the placement alone (memory_bytes, headroom and
 the weights), so the planner, the status page and the tests all count memory the same way.
@@ -6,8 +6,9 @@ the weights), so the planner, the status page and the tests all count memory the
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from mesh_node.election.snapshot import Candidate, WantedModel
 from mesh_node.records import ModelPlacement, Placement
@@ -79,3 +80,21 @@ def no_backend_reason(m: WantedModel, holders: Sequence[Candidate]) -> str:
              for b, r in c.unavailable if b == m.backend]
     detail = f" ({'; '.join(notes)})" if notes else ""
     return f"no node with an available {m.backend} backend{detail}"
+
+
+def served_as_fallback(m: WantedModel, models: Sequence[WantedModel],
+                       results: Mapping[str, ModelPlacement]) -> ModelPlacement:
+    """An unservable MLX model points at a placed llama export with the same key, if any
+    (that export's own placement carries the memory: nothing is placed twice)."""
+    own = results[m.id]
+    if m.backend != "mlx" or own.mode != "unservable":
+        return own
+    alts = [results[o.id] for o in models if o.backend == "llama" and o.key == m.key]
+    placed = [a for a in alts if a.mode != "unservable"]
+    if not placed:
+        extra = "".join(f"; llama export {a.model} is unservable too: {a.reason}" for a in alts)
+        return dataclasses.replace(own, reason=own.reason + extra)
+    a = placed[0]
+    why = f"{own.reason}; served as {a.model} (llama export with the same key {m.key}): {a.reason}"
+    return ModelPlacement(m.id, a.mode, a.backend, a.hosts, a.workers, why, a.model,
+                          a.memory_bytes)

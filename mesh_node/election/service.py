@@ -67,9 +67,14 @@ class ElectionService:
             pass
 
     def replan(self) -> Placement:
-        """Plan from the current view (pure apart from reading the view)."""
+        """Plan from the current view (pure apart from reading the view).
+
+        No local `previous` placement is passed: incumbency comes only from the serving
+        records every node gossips, so two nodes with the same view always agree (a local
+        previous plan could keep two nodes each believing itself the host forever).
+        """
         states, rtt = self._view()
-        snap = snapshot_from_states(states.values(), rtt, self.placement,
+        snap = snapshot_from_states(states.values(), rtt, None,
                                     self._cfg.headroom, self._cfg.max_rtt_ms)
         return plan(snap)
 

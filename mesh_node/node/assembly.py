@@ -119,7 +119,7 @@ class Node:
 
             nursery.start_soon(self._watch_gossip, gossip, election, ctx)
             nursery.start_soon(self._watch_children, supervisor, on_children_change)
-            nursery.start_soon(self._publish_inflight, app, local)
+            nursery.start_soon(self._publish_load, app, local, children)
             await nursery.start(election.run)
 
             mdns: MdnsDiscovery | None = None
@@ -180,10 +180,12 @@ class Node:
             self.events.publish("serving", {"child": name, "state": str(st)})
             on_change()
 
-    async def _publish_inflight(self, app: Any, local: LocalState) -> None:
+    async def _publish_load(self, app: Any, local: LocalState, children: BackendChildren) -> None:
+        """In-flight load, and serving records whose failure cool-down ran out (LocalState
+        republishes only when something changed)."""
         while True:
             await trio.sleep(INFLIGHT_PUBLISH_S)
-            local.update(inflight=app.state.api.inflight_total)
+            local.update(inflight=app.state.api.inflight_total, serving=children.serving())
 
     async def shutdown(self) -> None:
         """Leave the mesh (others see `left`, not `dead`); the caller then cancels the nursery."""

@@ -7,6 +7,7 @@ worker) and child states into the `Serving` records this node publishes through 
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from mesh_node.election.roles import HostRole
 from mesh_node.records import Serving
 
 log = structlog.get_logger("mesh_node.children")
+FAILED_COOLDOWN_S = 60.0  # a failed host is not re-elected for this long (avoids flapping)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -52,6 +54,9 @@ class BackendChildren:
         self._worker: str | None = None
         self._worker_models: tuple[str, ...] = ()
         self._worker_failed = ""
+        # model -> (state, until): a host that failed keeps saying so for a while after its
+        # role ends, so the planner (which trusts serving records) does not hand it back at once
+        self._failed: dict[str, tuple[str, float]] = {}
 
     def hosted(self) -> set[str]:
         return set(self._hosts)
@@ -87,6 +92,10 @@ class BackendChildren:
 
     async def stop_host(self, model: str) -> None:
         cur = self._hosts.pop(model, None)
+        if cur is not None:
+            state = cur.failed or self._child_state(cur.child)
+            if state.startswith("failed"):
+                self._failed[model] = (state, time.monotonic() + FAILED_COOLDOWN_S)
         if cur is not None and cur.child:
             log.info("backend_stopping", model=model)
             await self._sup.stop(cur.child)
@@ -134,6 +143,12 @@ class BackendChildren:
         for model, h in sorted(self._hosts.items()):
             state = h.failed or self._child_state(h.child)
             out.append(Serving(model, "host", h.backend, state == "ready", api_port, state))
+        now = time.monotonic()
+        for model, (state, until) in sorted(self._failed.items()):
+            if until <= now:
+                del self._failed[model]
+            elif model not in self._hosts:
+                out.append(Serving(model, "host", "", False, api_port, state))
         if self._worker_models:
             state = self._worker_failed or (self._child_state(self._worker) if self._worker
                                             else "stopped")

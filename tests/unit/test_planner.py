@@ -217,3 +217,12 @@ def test_worker_rpc_port_comes_from_its_node_state() -> None:
     p = _planned((node("a", 2.0, (BIG3,)), worker), {}).for_model("big")
     assert p is not None and p.mode == "split"
     assert [(w.node_id, w.rpc_port) for w in p.workers] == [("b", 50111)]
+
+
+def test_unrelated_join_would_win_without_incumbency() -> None:
+    joined = (node("a", 8.0, (SHARED,)), node("b", 4.0, (SHARED,)), node("c", 32.0, (SHARED,)))
+    fresh = _planned(joined, {}).for_model("m")
+    assert fresh is not None and fresh.hosts == ("c",)  # so keeping "a" above is stability
+    before = _planned(joined[:2], {})
+    kept = _planned(joined, {}, before).for_model("m")
+    assert kept is not None and kept.hosts == ("a",)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from mesh_node.election.explain import (
     load_snapshot_file,
     placement_from_wire,
@@ -92,3 +94,17 @@ def test_plan_from_file_bare_list_applies_rtt_limit(tmp_path: Path) -> None:
     bare = tmp_path / "list.json"
     bare.write_text(json.dumps([s.to_wire() for s in _explain_states()]))
     assert {p["model"] for p in plan_from_file(bare)["placement"]} == {"big", "small", "q"}
+
+
+def test_planner_module_plans_files_and_rejects_garbage(tmp_path: Path) -> None:
+    from mesh_node.election import planner
+
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps([s.to_wire() for s in _explain_states()]))
+    out = planner.plan_from_file(good)
+    assert out["members"] == [{"id": "id-a", "name": "studio"}, {"id": "id-b", "name": "mini"}]
+    bad = tmp_path / "bad.json"
+    for text in ('[{"n": "no id"}]', '{"nodes": 3}', "not json"):
+        bad.write_text(text)
+        with pytest.raises(ValueError):
+            planner.plan_from_file(bad)

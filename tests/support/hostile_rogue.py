@@ -1,0 +1,240 @@
+"""The rogue of the hostile-LAN lab: run inside its own namespace, one subcommand per attack.
+
+    python hostile_rogue.py advertise --address A --adverts JSON --seconds S
+    python hostile_rogue.py record --address A --secret S --mesh M --seeds h:p,.. --seconds S --out F
+    python hostile_rogue.py replay --file F [--also h:p,..] [--rounds N]
+    python hostile_rogue.py udp --kind K --targets h:p,.. --count N [--mesh M]
+    python hostile_rogue.py tcp --kind K --targets h:p,.. --count N --frame-mb M
+
+Every subcommand prints one JSON line of what it did (counts, sizes) for the test to check.
+It imports only mesh_node, never the tests package (it runs as a plain script).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import trio
+
+from mesh_node.discovery.bus import ServiceAdvert, ZeroconfBus
+from mesh_node.discovery.txt import SERVICE_TYPE, Advert, encode_txt
+from mesh_node.gossip.effects import Send
+from mesh_node.gossip.members import Update
+from mesh_node.gossip.shell import GossipService
+from mesh_node.gossip.wire import MAX_DATAGRAM, NONCE_LEN, Gossip, Ping, PushPull, seal
+from mesh_node.security import derive_keys
+
+ROGUE_WRONG_SECRET = "rogue-guess-of-the-secret"
+Target = tuple[str, int]
+
+
+def _targets(text: str) -> list[Target]:
+    out = []
+    for item in filter(None, text.split(",")):
+        host, _, port = item.rpartition(":")
+        out.append((host, int(port)))
+    return out
+
+
+# --- forged mDNS adverts ------------------------------------------------------------------------
+def advertise(address: str, adverts: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """Register each advert (TXT from `txt` as given, or encoded from the fields), hold, leave."""
+    bus = ZeroconfBus([address])
+    names = []
+    try:
+        for i, a in enumerate(adverts):
+            txt = a.get("txt") or encode_txt(Advert(a["id"], a.get("name", "rogue"), a["md"], 1,
+                                                    a.get("gp", 9338), a.get("ap", 9337)))
+            instance = f"rogue-{i}-{os.getpid()}.{SERVICE_TYPE}"
+            bus.register(ServiceAdvert(instance, f"rogue-{i}.local.", address,
+                                       a.get("ap", 9337), txt))
+            names.append(instance)
+        time.sleep(seconds)
+    finally:
+        bus.close()
+    return {"registered": len(names)}
+
+
+# --- a genuine member whose datagrams are recorded for later replay -----------------------------
+class RecordingGossip(GossipService):
+    """GossipService that keeps a copy of every sealed datagram it sends."""
+
+    recorded: list[tuple[bytes, str, int]]
+
+    async def _send(self, e: Send) -> None:
+        assert self._udp is not None
+        data = seal(self.keys, e.msg, os.urandom(NONCE_LEN))
+        self.recorded.append((data, e.addr[0], e.addr[1]))
+        try:
+            await self._udp.sendto(data, e.addr)
+        except OSError:
+            self.stats["send_errors"] += 1
+
+
+async def _record(address: str, secret: str, mesh: str, seeds: list[Target], node_id: str,
+                  seconds: float) -> RecordingGossip:
+    g = RecordingGossip(node_id, address, 9338, (address, 9338), derive_keys(secret, mesh))
+    g.recorded = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(g.run)
+        for host, port in seeds:
+            g.add_seed(host, port)
+        await trio.sleep(seconds)
+        nursery.cancel_scope.cancel()  # a crash, not a leave: the others must declare it dead
+    return g
+
+
+def record(address: str, secret: str, mesh: str, seeds: list[Target], node_id: str,
+           seconds: float, out: str) -> dict[str, Any]:
+    g = trio.run(_record, address, secret, mesh, seeds, node_id, seconds)
+    with open(out, "wb") as f:
+        f.write(msgpack.packb([[d, h, p] for d, h, p in g.recorded], use_bin_type=True))
+    members = sorted(m.node_id for m in g.members() if m.status == "alive")
+    return {"recorded": len(g.recorded), "alive_seen": members}
+
+
+def replay(path: str, also: list[Target], rounds: int) -> dict[str, Any]:
+    """Send each recorded datagram to where it first went, and to each `also` address."""
+    with open(path, "rb") as f:
+        items = msgpack.unpackb(f.read(), raw=False)
+    sent = {"same_destination": 0, "other_destination": 0}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _ in range(rounds):
+            for data, host, port in items:
+                s.sendto(data, (host, port))
+                sent["same_destination"] += 1
+                for t in also:
+                    if t != (host, port):
+                        s.sendto(data, t)
+                        sent["other_destination"] += 1
+                time.sleep(0.0005)  # a burst the receiver keeps up with: counted, not lost
+    return sent
+
+
+# --- hostile datagrams --------------------------------------------------------------------------
+def _wrong_key(rng: random.Random, mesh: str) -> bytes:
+    keys = derive_keys(ROGUE_WRONG_SECRET, mesh)
+    u = Update("rogue-wrongkey", "alive", 99, "10.0.0.66", 9338, 1, 1, b"\x80")
+    choices: list[Ping | Gossip] = [Ping(rng.randrange(1 << 30), "rogue-wrongkey", "x", (u,)),
+                                    Gossip("rogue-wrongkey", (u,))]
+    msg = rng.choice(choices)
+    return seal(keys, msg, os.urandom(NONCE_LEN))
+
+
+def _truncated(rng: random.Random, mesh: str) -> bytes:
+    whole = _wrong_key(rng, mesh) if rng.random() < 0.5 else b"\x01" + msgpack.packb(
+        [4, "rogue-trunc", [[f"rogue-{i}", 0, 1, "1.2.3.4", 9338, 0, 0, None, ""]
+                            for i in range(8)]])
+    return whole[:rng.randrange(0, len(whole))]
+
+
+def _oversize(rng: random.Random, mesh: str) -> bytes:
+    body = msgpack.packb([4, "rogue-big", [["x" * 500, 0, 1, "a", 1, 0, 0, None, ""]] * 20])
+    return (b"\x01" + os.urandom(NONCE_LEN) + body)[:rng.randrange(MAX_DATAGRAM + 1, 60_000)]
+
+
+def _random(rng: random.Random, mesh: str) -> bytes:
+    return os.urandom(rng.randrange(0, 1400))
+
+
+def _mixed(rng: random.Random, mesh: str) -> bytes:
+    return rng.choice([_wrong_key, _truncated, _oversize, _random])(rng, mesh)
+
+
+KINDS: dict[str, Callable[[random.Random, str], bytes]] = {
+    "wrongkey": _wrong_key, "truncated": _truncated, "oversize": _oversize, "random": _random,
+    "mixed": _mixed}
+
+
+def udp(kind: str, targets: list[Target], count: int, mesh: str, pace: float) -> dict[str, Any]:
+    """`count` datagrams of `kind` to every target; pace 0 is a flood."""
+    rng = random.Random(7)
+    sent = errors = 0
+    t0 = time.monotonic()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        for _ in range(count):
+            data = KINDS[kind](rng, mesh)
+            for t in targets:
+                try:
+                    s.sendto(data, t)
+                    sent += 1
+                except OSError:  # EMSGSIZE past 65,507 bytes, ENOBUFS in a flood
+                    errors += 1
+            if pace:
+                time.sleep(pace)
+    return {"sent": sent, "errors": errors, "seconds": round(time.monotonic() - t0, 2)}
+
+
+# --- hostile push-pull (TCP) --------------------------------------------------------------------
+def tcp(kind: str, targets: list[Target], count: int, mesh: str, frame_mb: int) -> dict[str, Any]:
+    """Frames sealed with the wrong key ("wrongkey"), a big garbage frame ("big"), or a frame
+    header followed by silence ("stall"); returns how each exchange ended."""
+    keys = derive_keys(ROGUE_WRONG_SECRET, mesh)
+    ended: dict[str, int] = {}
+    for _ in range(count):
+        for t in targets:
+            try:
+                with socket.create_connection(t, timeout=10) as s:
+                    if kind == "wrongkey":
+                        data = seal(keys, PushPull("rogue-pp", True), os.urandom(NONCE_LEN), None)
+                    elif kind == "big":
+                        data = b"\x01" + os.urandom(frame_mb << 20)
+                    else:
+                        data = b""
+                    head = (len(data) if data else 1 << 20).to_bytes(4, "big")
+                    s.sendall(head + data)
+                    answer = s.recv(16)
+                    key = "answered" if answer else "closed"
+            except OSError as e:
+                key = type(e).__name__
+            ended[key] = ended.get(key, 0) + 1
+    return {"ended": ended, "frames": count * len(targets)}
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("command", choices=["advertise", "record", "replay", "udp", "tcp"])
+    p.add_argument("--address", default="")
+    p.add_argument("--adverts", default="[]")
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--secret", default="")
+    p.add_argument("--mesh", default="lab-mesh")
+    p.add_argument("--seeds", default="")
+    p.add_argument("--node-id", default="rogue-genuine")
+    p.add_argument("--out", default="")
+    p.add_argument("--file", default="")
+    p.add_argument("--also", default="")
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--kind", default="mixed")
+    p.add_argument("--targets", default="")
+    p.add_argument("--count", type=int, default=100)
+    p.add_argument("--pace", type=float, default=0.0)
+    p.add_argument("--frame-mb", type=int, default=16)
+    a = p.parse_args(argv)
+    if a.command == "advertise":
+        result = advertise(a.address, json.loads(a.adverts), a.seconds)
+    elif a.command == "record":
+        result = record(a.address, a.secret, a.mesh, _targets(a.seeds), a.node_id, a.seconds,
+                        a.out)
+    elif a.command == "replay":
+        result = replay(a.file, _targets(a.also), a.rounds)
+    elif a.command == "udp":
+        result = udp(a.kind, _targets(a.targets), a.count, a.mesh, a.pace)
+    else:
+        result = tcp(a.kind, _targets(a.targets), a.count, a.mesh, a.frame_mb)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
