@@ -85,6 +85,11 @@ class ElectionService:
                 await self._poke_recv.receive()
                 # debounce: a join or a death arrives as several gossip updates in a burst
                 await trio.sleep(self._timings.election_debounce)
+                while True:  # pokes that arrived during the debounce are covered by this step
+                    try:
+                        self._poke_recv.receive_nowait()
+                    except trio.WouldBlock:
+                        break
             await self.step()
 
     async def step(self) -> None:

@@ -1,6 +1,7 @@
 """The rogue of the hostile-LAN lab: run inside its own namespace, one subcommand per attack.
 
     python hostile_rogue.py advertise --address A --adverts JSON --seconds S
+    python hostile_rogue.py browse --address A --seconds S
     python hostile_rogue.py record --address A --secret S --mesh M --seeds h:p,.. --seconds S --out F
     python hostile_rogue.py replay --file F [--also h:p,..] [--rounds N]
     python hostile_rogue.py udp --kind K --targets h:p,.. --count N [--mesh M]
@@ -62,6 +63,27 @@ def advertise(address: str, adverts: list[dict[str, Any]], seconds: float) -> di
     finally:
         bus.close()
     return {"registered": len(names)}
+
+
+def browse(address: str, seconds: float) -> dict[str, Any]:
+    """Every `_mesh-node._tcp.local.` instance seen in `seconds`, resolved: its raw TXT."""
+    bus = ZeroconfBus([address])
+    seen: set[str] = set()
+    try:
+        bus.browse(lambda name, present: seen.add(name) if present else None)
+        time.sleep(seconds)
+        out = {}
+        for name in sorted(seen):
+            svc = bus.resolve(name, 3.0)
+            if svc is not None:
+                out[name] = {_s(k): _s(v) for k, v in svc.properties.items()}
+    finally:
+        bus.close()
+    return {"instances": out}
+
+
+def _s(v: bytes | str | None) -> str | None:
+    return v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else v
 
 
 # --- a genuine member whose datagrams are recorded for later replay -----------------------------
@@ -203,7 +225,7 @@ def tcp(kind: str, targets: list[Target], count: int, mesh: str, frame_mb: int) 
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["advertise", "record", "replay", "udp", "tcp"])
+    p.add_argument("command", choices=["advertise", "browse", "record", "replay", "udp", "tcp"])
     p.add_argument("--address", default="")
     p.add_argument("--adverts", default="[]")
     p.add_argument("--seconds", type=float, default=5.0)
@@ -223,6 +245,8 @@ def main(argv: list[str]) -> int:
     a = p.parse_args(argv)
     if a.command == "advertise":
         result = advertise(a.address, json.loads(a.adverts), a.seconds)
+    elif a.command == "browse":
+        result = browse(a.address, a.seconds)
     elif a.command == "record":
         result = record(a.address, a.secret, a.mesh, _targets(a.seeds), a.node_id, a.seconds,
                         a.out)
