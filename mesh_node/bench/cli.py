@@ -11,6 +11,7 @@ import json
 import sys
 import tempfile
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import trio
@@ -155,11 +156,12 @@ def main(argv: list[str]) -> int:
         print(f"mesh-node bench: {exc}", file=sys.stderr)
         return 2
     configure_logging(args.log_level, "auto", "bench")
+    started = datetime.now(UTC)  # the report's date is when the run began
     with tempfile.TemporaryDirectory(prefix="mesh-node-bench-") as tmp:
         results = trio.run(run_targets, targets, settings, Path(tmp), _progress(args.quiet))
     print(report.render_table(results, markdown=args.markdown))
     if args.json_out:
-        report.write_json(Path(args.json_out), report.to_json(results, settings))
+        report.write_json(Path(args.json_out), report.to_json(results, settings, started))
     if args.chart_out:
         report.write_chart(Path(args.chart_out), results)
     return 0 if all_ok(results) else 1

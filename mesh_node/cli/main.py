@@ -88,4 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:  # a bad config is the user's to fix: the message, no traceback
         print(str(e), file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `mesh-node plan --json | head`: the reader left, not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 130
     return code

@@ -8,6 +8,7 @@ alone" follows the estimator. Every wait is bounded.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -93,7 +94,7 @@ def test_split_over_rpc_workers_and_mlx_unservable(
     lab = elab_lab
     cap = elab_split3_cap(elab_gemma_memory)
     assert elab_need(elab_gemma_memory) > cap  # fits on no node alone ...
-    assert elab_need(elab_gemma_memory) > 2 * cap - 4  # ... nor on two: three are needed
+    assert math.ceil(elab_need(elab_gemma_memory) / 2) > cap  # ... nor on two (equal halves)
     mlx_memory = elab_catalog_memory(elab_mlx_dir, lab.workdir / "probe")
     assert elab_need(mlx_memory) > cap  # the cap, not the size, forbids the MLX model
     specs = elab_specs(lab, cap, demo_on={1},

@@ -40,7 +40,8 @@ def hostile_free_port() -> int:
 
 def hostile_toml(data_dir: Path, api_port: int, gossip_port: int, *, api_key: str | None,
                  secret: str | None, log_level: str = "info", max_body: str = "1MiB",
-                 address: str = "127.0.0.1", mdns: bool = False) -> str:
+                 address: str = "127.0.0.1", mdns: bool = False, peers: tuple[str, ...] = ()
+                 ) -> str:
     """The config of a model-less node (JSON strings are valid TOML basic strings)."""
     q = json.dumps
     return "\n".join([
@@ -49,6 +50,7 @@ def hostile_toml(data_dir: Path, api_port: int, gossip_port: int, *, api_key: st
         f"advertise_address = {q(address)}", 'memory_bytes = "1GiB"',
         "[mesh]", 'name = "hostile-mesh"', f"mdns = {'true' if mdns else 'false'}",
         f"gossip_port = {gossip_port}", *([f"secret = {q(secret)}"] if secret else []),
+        f"peers = {q(list(peers))}",
         "[api]", f"host = {q(address)}", f"port = {api_port}", f"max_body_bytes = {q(max_body)}",
         *([f"api_key = {q(api_key)}"] if api_key else []),
         "[log]", f"level = {q(log_level)}", 'format = "json"', ""])

@@ -3,7 +3,7 @@
     python hostile_rogue.py advertise --address A --adverts JSON --seconds S
     python hostile_rogue.py browse --address A --seconds S
     python hostile_rogue.py record --address A --secret S --mesh M --seeds h:p,.. --seconds S --out F
-    python hostile_rogue.py replay --file F [--also h:p,..] [--rounds N]
+    python hostile_rogue.py replay --file F [--also h:p,..] [--rounds N] [--parity P] [--no-same]
     python hostile_rogue.py udp --kind K --targets h:p,.. --count N [--mesh M]
     python hostile_rogue.py tcp --kind K --targets h:p,.. --count N --frame-mb M
 
@@ -31,8 +31,8 @@ from mesh_node.discovery.txt import SERVICE_TYPE, Advert, encode_txt
 from mesh_node.gossip.effects import Send
 from mesh_node.gossip.members import Update
 from mesh_node.gossip.shell import GossipService
-from mesh_node.gossip.wire import MAX_DATAGRAM, NONCE_LEN, Gossip, Ping, PushPull, seal
-from mesh_node.security import derive_keys
+from mesh_node.gossip.wire import MAX_DATAGRAM, NONCE_LEN, Gossip, Ping, PushPull, open_, seal
+from mesh_node.security import MeshKeys, derive_keys
 
 ROGUE_WRONG_SECRET = "rogue-guess-of-the-secret"
 Target = tuple[str, int]
@@ -118,23 +118,41 @@ async def _record(address: str, secret: str, mesh: str, seeds: list[Target], nod
 def record(address: str, secret: str, mesh: str, seeds: list[Target], node_id: str,
            seconds: float, out: str) -> dict[str, Any]:
     g = trio.run(_record, address, secret, mesh, seeds, node_id, seconds)
+    items = [[d, h, p, _says_alive(g.keys, d, node_id)] for d, h, p in g.recorded]
     with open(out, "wb") as f:
-        f.write(msgpack.packb([[d, h, p] for d, h, p in g.recorded], use_bin_type=True))
+        f.write(msgpack.packb(items, use_bin_type=True))
     members = sorted(m.node_id for m in g.members() if m.status == "alive")
-    return {"recorded": len(g.recorded), "alive_seen": members}
+    return {"recorded": len(items), "self_alive": sum(1 for i in items if i[3]),
+            "alive_seen": members}
 
 
-def replay(path: str, also: list[Target], rounds: int) -> dict[str, Any]:
-    """Send each recorded datagram to where it first went, and to each `also` address."""
+def _says_alive(keys: MeshKeys, data: bytes, node_id: str) -> bool:
+    """Whether a sealed datagram carries its sender's own `alive` record (the one a replay
+    could use to bring a departed member back)."""
+    msg = open_(keys, data)
+    return any(u.node == node_id and u.status == "alive" for u in msg.updates)
+
+
+def replay(path: str, also: list[Target], rounds: int, parity: int,
+           same: bool) -> dict[str, Any]:
+    """Send each recorded datagram to where it first went (if `same`), and to each `also`
+    address; `parity` 0/1 sends only the even/odd ones of those that carry the sender's own
+    `alive` record to `also` (-1: all), so a later run still holds such datagrams fresh to a
+    receiver that never got them."""
     with open(path, "rb") as f:
         items = msgpack.unpackb(f.read(), raw=False)
-    sent = {"same_destination": 0, "other_destination": 0}
+    sent = {"same_destination": 0, "other_destination": 0, "self_alive_other": 0}
+    rank = {i: n for n, i in enumerate(i for i, item in enumerate(items) if item[3])}
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for _ in range(rounds):
-            for data, host, port in items:
-                s.sendto(data, (host, port))
-                sent["same_destination"] += 1
-                for t in also:
+            for i, (data, host, port, alive) in enumerate(items):
+                if same:
+                    s.sendto(data, (host, port))
+                    sent["same_destination"] += 1
+                # parity splits the datagrams that say "alive" (the dangerous ones) in two
+                cross = parity < 0 or (rank[i] % 2 == parity if alive else parity == 0)
+                sent["self_alive_other"] += len(also) - 1 if cross and alive else 0
+                for t in also if cross else ():
                     if t != (host, port):
                         s.sendto(data, t)
                         sent["other_destination"] += 1
@@ -237,6 +255,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--file", default="")
     p.add_argument("--also", default="")
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--parity", type=int, default=-1)
+    p.add_argument("--no-same", action="store_true")
     p.add_argument("--kind", default="mixed")
     p.add_argument("--targets", default="")
     p.add_argument("--count", type=int, default=100)
@@ -251,7 +271,7 @@ def main(argv: list[str]) -> int:
         result = record(a.address, a.secret, a.mesh, _targets(a.seeds), a.node_id, a.seconds,
                         a.out)
     elif a.command == "replay":
-        result = replay(a.file, _targets(a.also), a.rounds)
+        result = replay(a.file, _targets(a.also), a.rounds, a.parity, not a.no_same)
     elif a.command == "udp":
         result = udp(a.kind, _targets(a.targets), a.count, a.mesh, a.pace)
     else:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mesh_node.bench.cli import main, resolve, build_parser
+from mesh_node.bench.cli import build_parser, main, resolve
 from mesh_node.bench.pairing import check_pair
 from mesh_node.bench.spec import SpecError
 from tests.support.backends_gguf import write_tiny_gguf
