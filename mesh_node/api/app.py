@@ -26,6 +26,7 @@ from mesh_node.api.middleware import RequestIdMiddleware, request_id_of
 from mesh_node.api.payload import Kind, parse, read_limited
 from mesh_node.api.proxy import Forwarder, Job, RelayResponse
 from mesh_node.api.tracker import ApiState, Tracker
+from mesh_node.api.upstream import H11Transport
 from mesh_node.status.metrics import CONTENT_TYPE, ApiMetrics
 from mesh_node.timing import Timings
 
@@ -203,11 +204,11 @@ def build_app(ctx: MeshContext, timings: Timings, *,
               wall: Callable[[], float] = time.time) -> Starlette:
     """The API app for one node; `transport` replaces the network in tests."""
     client = httpx.AsyncClient(
-        transport=transport,
+        transport=transport or H11Transport(),  # lean keep-alive pool: see api/upstream.py
         timeout=httpx.Timeout(connect=timings.upstream_connect_timeout,
                               read=timings.upstream_read_timeout, write=30.0,
                               pool=timings.upstream_connect_timeout),
-        limits=httpx.Limits(max_connections=512, max_keepalive_connections=64))
+        trust_env=False)  # LAN peers and local backends: never through an env proxy
     api = _Api(ctx, timings, client, wall)
 
     @asynccontextmanager

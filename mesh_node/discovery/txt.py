@@ -19,6 +19,7 @@ _NODE_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _DIGEST_RE = re.compile(r"^[0-9a-f]{16}$")
 _CAP_RE = re.compile(r"^[a-z0-9_.-]{1,32}:[a-z0-9_.-]{1,32}$")
 _UINT_RE = re.compile(r"^[0-9]{1,20}$")  # ASCII only: int() would also take other digits
+# All four are used with fullmatch: "$" alone also matches before a trailing "\n".
 
 TxtProps = Mapping[bytes | str, bytes | str | None]
 
@@ -64,16 +65,16 @@ def _fit_caps(caps: Sequence[str]) -> str:
     """Join valid tokens with commas, keeping whole tokens only while `cap=...` fits."""
     kept: list[str] = []
     for tok in caps:
-        if _CAP_RE.match(tok) and _pair_len("cap", ",".join([*kept, tok])) <= TXT_PAIR_MAX:
+        if _CAP_RE.fullmatch(tok) and _pair_len("cap", ",".join([*kept, tok])) <= TXT_PAIR_MAX:
             kept.append(tok)
     return ",".join(kept)
 
 
 def encode_txt(advert: Advert) -> dict[str, str]:
     """The TXT properties for `advert`; raises ValueError only for an invalid id or digest."""
-    if not _NODE_ID_RE.match(advert.node_id):
+    if not _NODE_ID_RE.fullmatch(advert.node_id):
         raise ValueError(f"node id not advertisable: {advert.node_id!r}")
-    if not _DIGEST_RE.match(advert.mesh_digest):
+    if not _DIGEST_RE.fullmatch(advert.mesh_digest):
         raise ValueError(f"mesh digest must be 16 hex chars: {advert.mesh_digest!r}")
     return {
         "id": advert.node_id,
@@ -108,11 +109,11 @@ def _normalise(props: TxtProps) -> dict[str, str]:
 
 
 def _uint(raw: str | None) -> int | None:
-    return int(raw) if raw is not None and _UINT_RE.match(raw) else None
+    return int(raw) if raw is not None and _UINT_RE.fullmatch(raw) else None
 
 
 def _port(raw: str | None) -> int | None:
-    if raw is None or not _UINT_RE.match(raw):
+    if raw is None or not _UINT_RE.fullmatch(raw):
         return None
     p = int(raw)
     return p if 0 < p < 65536 else None
@@ -128,9 +129,9 @@ def decode_txt(props: TxtProps) -> Advert | Malformed:
 
 def _decode(d: dict[str, str]) -> Advert | Malformed:
     node_id, digest = d.get("id", ""), d.get("md", "")
-    if not _NODE_ID_RE.match(node_id):
+    if not _NODE_ID_RE.fullmatch(node_id):
         return Malformed("bad node id")
-    if not _DIGEST_RE.match(digest):
+    if not _DIGEST_RE.fullmatch(digest):
         return Malformed("bad mesh digest")
     pv = _uint(d.get("pv"))
     if pv is None:
@@ -138,7 +139,7 @@ def _decode(d: dict[str, str]) -> Advert | Malformed:
     gp, ap = _port(d.get("gp")), _port(d.get("ap"))
     if gp is None or ap is None:
         return Malformed("bad port")
-    caps = tuple(t for t in d.get("cap", "").split(",") if _CAP_RE.match(t))
+    caps = tuple(t for t in d.get("cap", "").split(",") if _CAP_RE.fullmatch(t))
     return Advert(node_id=node_id, name=d.get("n", ""), mesh_digest=digest, protocol=pv,
                   gossip_port=gp, api_port=ap, capabilities=caps,
                   memory_offered=_uint(d.get("mem")) or 0)

@@ -165,13 +165,13 @@ def test_hostile_replays_are_dropped_and_never_revive_a_dead_member(hlab: HlabMe
     rec = hlab.rogue("record", "--address", hlab.lab.host(3).addr, "--secret", LAB_SECRET,
                      "--mesh", LAB_MESH, "--seeds", hlab.targets(), "--node-id", HLAB_GENUINE,
                      "--seconds", "6", "--out", str(capture))
-    assert set(hlab.ids.values()) <= set(rec["alive_seen"]) and rec["self_alive"] >= 2, rec
+    assert set(hlab.ids.values()) <= set(rec["alive_seen"]) and rec["saying_alive"] >= 2, rec
     t0 = time.monotonic()
     for n in hlab.nodes.values():  # it crashed (no leave): both must declare it dead
         n.wait_for(lambda st: member_states(st).get(HLAB_GENUINE) == "dead", HLAB_DEAD_TIMEOUT)
     dead_after = time.monotonic() - t0
     before = hlab.counters()
-    sent = hlab.rogue("replay", "--file", str(capture), "--also", hlab.targets(),
+    sent = hlab.rogue("replay", "--file", str(capture), "--targets", hlab.targets(),
                       "--rounds", "3", "--parity", "0")  # odd ones are kept for later
     views = []
     for _ in range(20):  # 5 s of watching: a replayed "alive" would show up here
@@ -179,8 +179,8 @@ def test_hostile_replays_are_dropped_and_never_revive_a_dead_member(hlab: HlabMe
         time.sleep(0.25)
     after = hlab.counters()
     replayed = hlab_delta(before, after, "gossip_dropped_replay")
-    assert sent["self_alive_other"] >= 1  # fresh to its receiver, and saying "alive"
-    hlab.figures["replay"] = {"recorded": rec["recorded"], "sent": sent,
+    assert sent["fresh_saying_alive"] >= 1  # fresh to its receiver, and saying "alive"
+    hlab.figures["replay"] = {"captured": rec, "sent": sent,
                               "dropped_replay": replayed, "dead_detected_s": round(dead_after, 1)}
     assert set(views) <= {"dead", None}, views
     # every copy sent where the original went is a nonce that node has already seen
@@ -237,9 +237,9 @@ def test_hostile_replay_after_the_record_is_forgotten_is_bounded(hlab: HlabMesh)
     assert capture.exists(), "run with the replay test before this one"
     for n in hlab.nodes.values():
         n.wait_for(lambda st: HLAB_GENUINE not in member_states(st), 60.0)
-    sent = hlab.rogue("replay", "--file", str(capture), "--also", hlab.targets(),
+    sent = hlab.rogue("replay", "--file", str(capture), "--targets", hlab.targets(),
                       "--parity", "1", "--no-same")
-    assert sent["self_alive_other"] >= 1, sent
+    assert sent["fresh_saying_alive"] >= 1, sent
     t0, views = time.monotonic(), []
     while time.monotonic() - t0 < 30.0:
         views.append((round(time.monotonic() - t0, 1),
@@ -247,7 +247,7 @@ def test_hostile_replay_after_the_record_is_forgotten_is_bounded(hlab: HlabMesh)
         time.sleep(0.5)
     revived = [t for t, v in views if "alive" in v]
     hlab.figures["replay_after_reclaim"] = {
-        "sent": sent["other_destination"], "saying_alive": sent["self_alive_other"],
+        "sent": sent["fresh"], "saying_alive": sent["fresh_saying_alive"],
         "alive_seen_for_s": (
             round(revived[-1] - revived[0], 1) if revived else 0.0),
         "final": views[-1][1]}

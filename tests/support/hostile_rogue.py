@@ -3,7 +3,7 @@
     python hostile_rogue.py advertise --address A --adverts JSON --seconds S
     python hostile_rogue.py browse --address A --seconds S
     python hostile_rogue.py record --address A --secret S --mesh M --seeds h:p,.. --seconds S --out F
-    python hostile_rogue.py replay --file F [--also h:p,..] [--rounds N] [--parity P] [--no-same]
+    python hostile_rogue.py replay --file F --targets h:p,.. [--rounds N] [--parity P] [--no-same]
     python hostile_rogue.py udp --kind K --targets h:p,.. --count N [--mesh M]
     python hostile_rogue.py tcp --kind K --targets h:p,.. --count N --frame-mb M
 
@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 import trio
@@ -31,7 +31,16 @@ from mesh_node.discovery.txt import SERVICE_TYPE, Advert, encode_txt
 from mesh_node.gossip.effects import Send
 from mesh_node.gossip.members import Update
 from mesh_node.gossip.shell import GossipService
-from mesh_node.gossip.wire import MAX_DATAGRAM, NONCE_LEN, Gossip, Ping, PushPull, open_, seal
+from mesh_node.gossip.wire import (
+    MAX_DATAGRAM,
+    NONCE_LEN,
+    Gossip,
+    Ping,
+    PushPull,
+    WireError,
+    open_,
+    seal,
+)
 from mesh_node.security import MeshKeys, derive_keys
 
 ROGUE_WRONG_SECRET = "rogue-guess-of-the-secret"
@@ -87,25 +96,47 @@ def _s(v: bytes | str | None) -> str | None:
 
 
 # --- a genuine member whose datagrams are recorded for later replay -----------------------------
-class RecordingGossip(GossipService):
-    """GossipService that keeps a copy of every sealed datagram it sends."""
+# One record per datagram: [sealed bytes, host, port, says the member is alive, received].
+# Sent ones keep their destination; received ones their source (a node never sees its own
+# datagrams' nonces, so a datagram it sent is fresh to it, and to every other node).
+Record = list[Any]
 
-    recorded: list[tuple[bytes, str, int]]
+
+class _Tap:
+    """A UDP socket whose received datagrams are copied into `log`."""
+
+    def __init__(self, sock: Any, log: list[tuple[bytes, str, int]]) -> None:
+        self.sock, self.log = sock, log
+
+    async def recvfrom(self, n: int) -> tuple[bytes, Any]:
+        data, src = await self.sock.recvfrom(n)
+        self.log.append((data, src[0], src[1]))
+        return data, src
+
+
+class RecordingGossip(GossipService):
+    """GossipService that keeps a copy of every sealed datagram it sends and receives."""
+
+    sent_log: list[tuple[bytes, str, int]]
+    recv_log: list[tuple[bytes, str, int]]
 
     async def _send(self, e: Send) -> None:
         assert self._udp is not None
         data = seal(self.keys, e.msg, os.urandom(NONCE_LEN))
-        self.recorded.append((data, e.addr[0], e.addr[1]))
+        self.sent_log.append((data, e.addr[0], e.addr[1]))
         try:
             await self._udp.sendto(data, e.addr)
         except OSError:
             self.stats["send_errors"] += 1
 
+    async def _recv_loop(self, udp: Any) -> None:
+        await super()._recv_loop(cast(trio.socket.SocketType, _Tap(udp, self.recv_log)))
+
 
 async def _record(address: str, secret: str, mesh: str, seeds: list[Target], node_id: str,
                   seconds: float) -> RecordingGossip:
     g = RecordingGossip(node_id, address, 9338, (address, 9338), derive_keys(secret, mesh))
-    g.recorded = []
+    g.sent_log, g.recv_log = [], []
     async with trio.open_nursery() as nursery:
         await nursery.start(g.run)
         for host, port in seeds:
@@ -118,44 +149,51 @@ async def _record(address: str, secret: str, mesh: str, seeds: list[Target], nod
 def record(address: str, secret: str, mesh: str, seeds: list[Target], node_id: str,
            seconds: float, out: str) -> dict[str, Any]:
     g = trio.run(_record, address, secret, mesh, seeds, node_id, seconds)
-    items = [[d, h, p, _says_alive(g.keys, d, node_id)] for d, h, p in g.recorded]
+    items: list[Record] = [[d, h, p, _says_alive(g.keys, d, node_id), received]
+                           for received, log in ((False, g.sent_log), (True, g.recv_log))
+                           for d, h, p in log]
     with open(out, "wb") as f:
         f.write(msgpack.packb(items, use_bin_type=True))
     members = sorted(m.node_id for m in g.members() if m.status == "alive")
-    return {"recorded": len(items), "self_alive": sum(1 for i in items if i[3]),
-            "alive_seen": members}
+    return {"sent": len(g.sent_log), "received": len(g.recv_log),
+            "saying_alive": sum(1 for i in items if i[3]), "alive_seen": members}
 
 
 def _says_alive(keys: MeshKeys, data: bytes, node_id: str) -> bool:
-    """Whether a sealed datagram carries its sender's own `alive` record (the one a replay
-    could use to bring a departed member back)."""
-    msg = open_(keys, data)
+    """Whether a datagram says `node_id` is alive (what a replay would use to revive it)."""
+    try:
+        msg = open_(keys, data)
+    except WireError:
+        return False
     return any(u.node == node_id and u.status == "alive" for u in msg.updates)
 
 
-def replay(path: str, also: list[Target], rounds: int, parity: int,
+def replay(path: str, targets: list[Target], rounds: int, parity: int,
            same: bool) -> dict[str, Any]:
-    """Send each recorded datagram to where it first went (if `same`), and to each `also`
-    address; `parity` 0/1 sends only the even/odd ones of those that carry the sender's own
-    `alive` record to `also` (-1: all), so a later run still holds such datagrams fresh to a
-    receiver that never got them."""
+    """Replay a capture to the nodes at `targets`.
+
+    Sent datagrams go back to their destination (if `same`: a nonce it has seen). Every
+    datagram also goes to each target that never received it (fresh nonces), but of those
+    saying the member is alive only the even/odd ones (`parity` 0/1; -1 all), so a later run
+    still holds fresh ones.
+    """
     with open(path, "rb") as f:
-        items = msgpack.unpackb(f.read(), raw=False)
-    sent = {"same_destination": 0, "other_destination": 0, "self_alive_other": 0}
+        items: list[Record] = msgpack.unpackb(f.read(), raw=False)
+    sent = {"same_destination": 0, "fresh": 0, "fresh_saying_alive": 0}
     rank = {i: n for n, i in enumerate(i for i, item in enumerate(items) if item[3])}
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for _ in range(rounds):
-            for i, (data, host, port, alive) in enumerate(items):
-                if same:
+            for i, (data, host, port, alive, received) in enumerate(items):
+                if same and not received:
                     s.sendto(data, (host, port))
                     sent["same_destination"] += 1
-                # parity splits the datagrams that say "alive" (the dangerous ones) in two
-                cross = parity < 0 or (rank[i] % 2 == parity if alive else parity == 0)
-                sent["self_alive_other"] += len(also) - 1 if cross and alive else 0
-                for t in also if cross else ():
-                    if t != (host, port):
+                if not (parity < 0 or (rank[i] % 2 == parity if alive else parity == 0)):
+                    continue
+                for t in targets:
+                    if received or t != (host, port):
                         s.sendto(data, t)
-                        sent["other_destination"] += 1
+                        sent["fresh"] += 1
+                        sent["fresh_saying_alive"] += int(alive)
                 time.sleep(0.0005)  # a burst the receiver keeps up with: counted, not lost
     return sent
 
@@ -253,7 +291,6 @@ def main(argv: list[str]) -> int:
     p.add_argument("--node-id", default="rogue-genuine")
     p.add_argument("--out", default="")
     p.add_argument("--file", default="")
-    p.add_argument("--also", default="")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--parity", type=int, default=-1)
     p.add_argument("--no-same", action="store_true")
@@ -271,7 +308,7 @@ def main(argv: list[str]) -> int:
         result = record(a.address, a.secret, a.mesh, _targets(a.seeds), a.node_id, a.seconds,
                         a.out)
     elif a.command == "replay":
-        result = replay(a.file, _targets(a.also), a.rounds, a.parity, not a.no_same)
+        result = replay(a.file, _targets(a.targets), a.rounds, a.parity, not a.no_same)
     elif a.command == "udp":
         result = udp(a.kind, _targets(a.targets), a.count, a.mesh, a.pace)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,10 +26,11 @@ def fzt_check(result: Advert | Malformed) -> None:
         assert result.reason
         return
     assert 1 <= len(result.node_id) <= 64 and result.node_id.isascii()
+    assert not any(ch.isspace() for ch in result.node_id)
     assert len(result.mesh_digest) == 16 and set(result.mesh_digest) <= set("0123456789abcdef")
     assert 0 < result.gossip_port < 65536 and 0 < result.api_port < 65536
     assert result.protocol >= 0 and result.memory_offered >= 0
-    assert all(":" in c and len(c) <= 65 for c in result.capabilities)
+    assert all(":" in c and len(c) <= 65 and c.strip() == c for c in result.capabilities)
 
 
 @fuzz_settings(400, FZT_TESTS)
@@ -84,3 +86,12 @@ def test_fuzz_txt_pair_limit_holds_for_long_names() -> None:
     assert all(len(k) + 1 + len(v.encode()) <= TXT_PAIR_MAX for k, v in txt.items())
     props: dict[bytes | str, bytes | str | None] = {k: v for k, v in txt.items()}
     assert isinstance(decode_txt(props), Advert)
+
+
+@pytest.mark.parametrize("key,value", [
+    ("md", FZT_DIGEST + "\n"), ("id", "node-good\n"), ("gp", "9338\n"), ("pv", "1\n"),
+])  # found by the long run: regex "$" also matched before a trailing newline
+def test_fuzz_txt_found_trailing_newline_is_malformed(key: str, value: str) -> None:
+    props: dict[bytes | str, bytes | str | None] = {k: v for k, v in FZT_GOOD.items()}
+    props[key] = value
+    assert isinstance(decode_txt(props), Malformed)
