@@ -10,7 +10,7 @@ export CMAKE_ARGS ?= -DGGML_RPC=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLE
 export LLAMA_CPP_BUILD_JOBS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: run test lint unit lab bench install-run install-dev sysdeps clean
+.PHONY: run test lint unit lab fuzz bench install-run install-dev sysdeps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,9 +44,20 @@ unit: install-dev
 test: install-dev sysdeps lint
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
 
-## The whole fault matrix (long).
+## The whole lab with the full fault matrix (long: about 25 minutes). Without
+## MESH_NODE_LAB_FULL=1 (as in `make test`) tests/lab/test_fault_matrix.py runs its fast subset
+## and reports the long scenarios as skipped, with the reason. Verdicts and figures of the
+## fault scenarios are appended to $(FAULT_RESULTS).
+FAULT_RESULTS ?= benchmarks/results/fault_matrix.jsonl
 lab: install-dev sysdeps
-	MESH_NODE_LAB_FULL=1 $(VENV)/bin/pytest tests/lab -m lab $(PYTEST_ARGS)
+	rm -f $(FAULT_RESULTS)
+	MESH_NODE_LAB_FULL=1 MESH_NODE_FAULT_RESULTS=$(abspath $(FAULT_RESULTS)) \
+		$(VENV)/bin/pytest tests/lab -m lab $(PYTEST_ARGS)
+
+## Long fuzzing of the wire, push-pull, TXT and config decoders: 100,000+ inputs each (~25 min).
+fuzz: install-dev
+	MESH_NODE_FUZZ_LONG=1 $(VENV)/bin/pytest tests/unit/test_fuzz_wire.py \
+		tests/unit/test_fuzz_txt.py tests/unit/test_fuzz_config.py $(PYTEST_ARGS)
 
 bench: install-dev sysdeps
 	$(PY) -m benchmarks.run_all

@@ -61,11 +61,22 @@ class RelayResponse(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            # An un-started generator skips its own finally on aclose: hence the cleanup hook.
-            with trio.move_on_after(_CLOSE_GRACE_S) as cs:
-                cs.shield = True
-                await self._gen.aclose()  # type: ignore[attr-defined]
-                await self._cleanup()
+            await self._close()
+
+    async def relay(self, send: Send) -> None:
+        """Send status, headers and every chunk; the caller watches for the client leaving
+        (Starlette's __call__ would spawn its own watcher task per response)."""
+        try:
+            await self.stream_response(send)
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
+        # An un-started generator skips its own finally on aclose: hence the cleanup hook.
+        with trio.move_on_after(_CLOSE_GRACE_S) as cs:
+            cs.shield = True
+            await self._gen.aclose()  # type: ignore[attr-defined]
+            await self._cleanup()
 
 
 class Forwarder:

@@ -26,11 +26,13 @@ from mesh_node.timing import DEFAULT_TIMINGS, Timings
 
 log = structlog.get_logger("mesh_node.gossip")
 PUSH_PULL_TIMEOUT = 5.0  # one TCP exchange on a LAN; a stuck peer must not pin a task
+INBOUND_SYNC_MAX = 4  # push-pulls served at once: memory stays under 4 x MAX_FRAME (x2 copy)
 REPLAY_WINDOW = 8192  # nonces remembered (about 20 s of traffic at N = 100)
 SUBSCRIBER_BUFFER = 256
 _STATS = ("sent_bytes", "sent_packets", "recv_bytes", "recv_packets", "dropped_auth",
           "dropped_malformed", "dropped_version", "dropped_oversize", "dropped_replay",
-          "send_errors", "pushpull_ok", "pushpull_failed", "subscriber_overflow")
+          "send_errors", "pushpull_ok", "pushpull_failed", "pushpull_refused",
+          "subscriber_overflow")
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class GossipService:
         self._pending: list[Effect] = []
         self._poke = trio.Event()
         self._decoded: dict[str, tuple[bytes | None, dict[str, Any] | None]] = {}
+        self._inbound_syncs = 0
         self._subs: list[trio.MemorySendChannel[MemberSnapshot]] = []
         self._nonces: deque[bytes] = deque()
         self._seen: set[bytes] = set()
@@ -231,6 +234,17 @@ class GossipService:
             self._syncing.discard(addr)
 
     async def _serve_tcp(self, stream: trio.SocketStream) -> None:
+        if self._inbound_syncs >= INBOUND_SYNC_MAX:  # bounded memory under a frame flood
+            self.stats["pushpull_refused"] += 1
+            await stream.aclose()
+            return
+        self._inbound_syncs += 1
+        try:
+            await self._serve_sync(stream)
+        finally:
+            self._inbound_syncs -= 1
+
+    async def _serve_sync(self, stream: trio.SocketStream) -> None:
         try:
             with trio.fail_after(PUSH_PULL_TIMEOUT):
                 async with stream:
@@ -241,7 +255,9 @@ class GossipService:
             # a push-pull names its members itself: the TCP source port means nothing
             await self._carry(self._core.on_message(("", 0), req, trio.current_time()))
             self._poke.set()
-        except (OSError, trio.TooSlowError, trio.BrokenResourceError, WireError):
+        except WireError as e:  # e.g. a length prefix over MAX_FRAME: refused unread
+            self.stats[f"dropped_{e.reason}"] += 1
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError):
             self.stats["pushpull_failed"] += 1
 
     def _seal_state(self, join: bool) -> bytes:

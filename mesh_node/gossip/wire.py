@@ -27,7 +27,10 @@ TAG_LEN = 16
 OVERHEAD = 1 + NONCE_LEN + TAG_LEN
 MAX_DATAGRAM = 1200
 PLAIN_BUDGET = MAX_DATAGRAM - OVERHEAD
-MAX_FRAME = 64 * 1024 * 1024  # push-pull: 1,000 members with 10 kB records is 10 MB
+# push-pull: a frame must be read whole before it can be authenticated, so this bounds what a
+# stranger can make a node buffer (x INBOUND_SYNC_MAX in flight). 1,000 members with 4 kB
+# state records is ~4 MB; a record carries a catalog summary, typically well under 4 kB.
+MAX_FRAME = 8 * 1024 * 1024
 INLINE_STATE_MAX = 640  # bigger records travel as digests and are pulled over TCP
 
 Reason = Literal["auth", "malformed", "version", "oversize"]

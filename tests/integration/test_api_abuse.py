@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -238,7 +239,16 @@ def test_abuse_thousands_of_idle_connections(abuse_node: HostileNode) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < ABUSE_IDLE_CONNS + 200:  # the test process holds the client ends
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, ABUSE_IDLE_CONNS + 500), hard))
+    limits = Path(f"/proc/{abuse_node.pid}/limits").read_text()
+    node_soft = int(next(ln for ln in limits.splitlines() if ln.startswith("Max open files"))
+                    .split()[3])
+    assert node_soft > ABUSE_IDLE_CONNS, limits  # started at 1,024: the node lifted it
     fds_before = abuse_node.open_fds()
+    for _ in range(40):  # connections of earlier tests may still be closing: wait it out
+        time.sleep(0.5)
+        fds_before, settled = abuse_node.open_fds(), fds_before
+        if fds_before == settled:
+            break
     socks: list[socket.socket] = []
     try:
         for _ in range(ABUSE_IDLE_CONNS):

@@ -76,11 +76,12 @@ class HlabMesh:
         return {k: {key: counter(st, key) for key in st.get("counters", {})}
                 for k in self.nodes for st in [self.status(k)]}
 
-    def rss_kib(self, k: int) -> int:
+    def rss_kib(self, k: int, field: str = "VmRSS") -> int:
+        """Resident memory of node k (VmHWM: its peak so far)."""
         for line in Path(f"/proc/{self.nodes[k].proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-        raise AssertionError("no VmRSS")
+        raise AssertionError(f"no {field}")
 
     def assert_healthy(self) -> None:
         """Both processes up, each holding the other alive."""
@@ -191,15 +192,24 @@ def test_hostile_replays_are_dropped_and_never_revive_a_dead_member(hlab: HlabMe
 def test_hostile_push_pull_frames_are_refused(hlab: HlabMesh) -> None:
     before = hlab.counters()
     wrong = hlab.rogue("tcp", "--kind", "wrongkey", "--targets", hlab.targets(), "--count", "20")
-    big = hlab.rogue("tcp", "--kind", "big", "--targets", hlab.targets(), "--count", "2",
-                     "--frame-mb", "16")
+    peak0 = {k: hlab.rss_kib(k, "VmHWM") for k in hlab.nodes}
+    big = hlab.rogue("tcp", "--kind", "big", "--targets", hlab.targets(), "--count", "4",
+                     "--frame-mb", "16", "--parallel", "4")  # 4 x 16 MiB at once per node
+    peak = {k: hlab.rss_kib(k, "VmHWM") - peak0[k] for k in hlab.nodes}
     stall = hlab.rogue("tcp", "--kind", "stall", "--targets", hlab.targets(), "--count", "1")
     after = hlab.counters()
     auth = hlab_delta(before, after, "gossip_dropped_auth")
+    oversize = hlab_delta(before, after, "gossip_dropped_oversize")
+    refused = hlab_delta(before, after, "gossip_pushpull_refused")
     failed = hlab_delta(before, after, "gossip_pushpull_failed")
     hlab.figures["tcp"] = {"wrongkey": wrong, "big": big, "stall": stall,
-                           "dropped_auth": auth, "pushpull_failed": failed}
-    assert all(v >= 20 + 2 for v in auth.values()), auth  # 20 wrong-key + 2 big frames each
+                           "dropped_auth": auth, "dropped_oversize": oversize,
+                           "pushpull_refused": refused, "pushpull_failed": failed,
+                           "peak_rss_growth_kib": peak}
+    assert all(v >= 20 for v in auth.values()), auth  # 20 wrong-key frames each
+    # 16 MiB frames are over MAX_FRAME: refused from their length prefix, never buffered
+    assert all(oversize[k] + refused[k] >= 4 for k in oversize), (oversize, refused)
+    assert all(v < 40 * 1024 for v in peak.values()), peak  # bounded: no frame was buffered
     assert all(v >= 1 for v in failed.values()), failed  # the stalled frame timed out
     assert "answered" not in wrong["ended"] and "answered" not in big["ended"]
     hlab.assert_healthy()

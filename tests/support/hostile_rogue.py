@@ -5,7 +5,7 @@
     python hostile_rogue.py record --address A --secret S --mesh M --seeds h:p,.. --seconds S --out F
     python hostile_rogue.py replay --file F --targets h:p,.. [--rounds N] [--parity P] [--no-same]
     python hostile_rogue.py udp --kind K --targets h:p,.. --count N [--mesh M]
-    python hostile_rogue.py tcp --kind K --targets h:p,.. --count N --frame-mb M
+    python hostile_rogue.py tcp --kind K --targets h:p,.. --count N [--frame-mb M] [--parallel P]
 
 Every subcommand prints one JSON line of what it did (counts, sizes) for the test to check.
 It imports only mesh_node, never the tests package (it runs as a plain script).
@@ -21,6 +21,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import msgpack
@@ -254,29 +255,35 @@ def udp(kind: str, targets: list[Target], count: int, mesh: str, pace: float) ->
 
 
 # --- hostile push-pull (TCP) --------------------------------------------------------------------
-def tcp(kind: str, targets: list[Target], count: int, mesh: str, frame_mb: int) -> dict[str, Any]:
-    """Frames sealed with the wrong key ("wrongkey"), a big garbage frame ("big"), or a frame
-    header followed by silence ("stall"); returns how each exchange ended."""
-    keys = derive_keys(ROGUE_WRONG_SECRET, mesh)
-    ended: dict[str, int] = {}
-    for _ in range(count):
-        for t in targets:
-            try:
-                with socket.create_connection(t, timeout=10) as s:
-                    if kind == "wrongkey":
-                        data = seal(keys, PushPull("rogue-pp", True), os.urandom(NONCE_LEN), None)
-                    elif kind == "big":
-                        data = b"\x01" + os.urandom(frame_mb << 20)
-                    else:
-                        data = b""
-                    head = (len(data) if data else 1 << 20).to_bytes(4, "big")
-                    s.sendall(head + data)
-                    answer = s.recv(16)
-                    key = "answered" if answer else "closed"
-            except OSError as e:
-                key = type(e).__name__
-            ended[key] = ended.get(key, 0) + 1
-    return {"ended": ended, "frames": count * len(targets)}
+def _frame(kind: str, keys: MeshKeys, frame_mb: int) -> bytes:
+    if kind == "wrongkey":
+        data = seal(keys, PushPull("rogue-pp", True), os.urandom(NONCE_LEN), None)
+    elif kind == "big":
+        data = b"\x01" + os.urandom(frame_mb << 20)
+    else:  # "stall": announce 1 MiB, send nothing
+        return (1 << 20).to_bytes(4, "big")
+    return len(data).to_bytes(4, "big") + data
+
+
+def _exchange(target: Target, frame: bytes) -> str:
+    try:
+        with socket.create_connection(target, timeout=10) as s:
+            s.sendall(frame)
+            return "answered" if s.recv(16) else "closed"
+    except OSError as e:
+        return type(e).__name__
+
+
+def tcp(kind: str, targets: list[Target], count: int, mesh: str, frame_mb: int,
+        parallel: int) -> dict[str, Any]:
+    """Frames sealed with the wrong key ("wrongkey"), big garbage frames ("big"), or a frame
+    header followed by silence ("stall"), `parallel` connections at a time per target;
+    returns how each exchange ended."""
+    frame = _frame(kind, derive_keys(ROGUE_WRONG_SECRET, mesh), frame_mb)
+    jobs = [t for _ in range(count) for t in targets]
+    with ThreadPoolExecutor(max_workers=max(1, parallel) * len(targets)) as pool:
+        results = list(pool.map(lambda t: _exchange(t, frame), jobs))
+    return {"ended": {r: results.count(r) for r in set(results)}, "frames": len(jobs)}
 
 
 def main(argv: list[str]) -> int:
@@ -299,6 +306,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--count", type=int, default=100)
     p.add_argument("--pace", type=float, default=0.0)
     p.add_argument("--frame-mb", type=int, default=16)
+    p.add_argument("--parallel", type=int, default=1)
     a = p.parse_args(argv)
     if a.command == "advertise":
         result = advertise(a.address, json.loads(a.adverts), a.seconds)
@@ -312,7 +320,7 @@ def main(argv: list[str]) -> int:
     elif a.command == "udp":
         result = udp(a.kind, _targets(a.targets), a.count, a.mesh, a.pace)
     else:
-        result = tcp(a.kind, _targets(a.targets), a.count, a.mesh, a.frame_mb)
+        result = tcp(a.kind, _targets(a.targets), a.count, a.mesh, a.frame_mb, a.parallel)
     print(json.dumps(result), flush=True)
     return 0
 

@@ -156,9 +156,9 @@ def detection_times(hist: Sequence[Record], fault: Record, status: str = "dead"
     event = {"dead": "member_dead", "left": "member_left", "suspect": "member_suspected"}[status]
     # `watch` names whom to watch when they are no victims (a graceful leave explains no death)
     victims, t0 = set(fault.get("watch") or fault["victims"]), float(fault["t"])
-    # observers: everyone sampled but the fault's targets (a partition has none: each side
-    # observes the other's victims)
-    observers = {r["observer"] for r in samples(hist)} - set(fault["targets"])
+    # observers: everyone sampled since the fault but its targets (a partition has none: each
+    # side observes the other's victims); a node gone before the fault cannot
+    observers = {r["observer"] for r in samples(hist) if r["t"] >= t0} - set(fault["targets"])
     out: dict[str, float | None] = dict.fromkeys(sorted(observers))
     for r in hist:
         if r["t"] < t0:
@@ -290,51 +290,6 @@ def check_placement_explained(hist: Sequence[Record], window: float,
                  {"placement_changes": len(changes), "unexplained": len(bad),
                   "membership_changes": sum(len(membership_change_times(hist, o))
                                             for o in {r["observer"] for r in samples(hist)})})
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100), linear between closest ranks; NaN when empty."""
-    if not values:
-        return math.nan
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q / 100.0
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-def request_figures(hist: Sequence[Record]) -> dict[str, float]:
-    """Count, errors, throughput and latency percentiles (ms) of the client requests."""
-    reqs = of_kind(hist, "request")
-    ok = [r for r in reqs if r["status"] == 200 and not r.get("error")]
-    lat = [1000.0 * (r["end"] - r["start"]) for r in ok]
-    ttft = [1000.0 * r["ttft"] for r in ok if r.get("ttft") is not None]
-    span = (max(r["end"] for r in reqs) - min(r["start"] for r in reqs)) if reqs else 0.0
-    return {"requests": len(reqs), "errors": len(reqs) - len(ok),
-            "req_per_s": round(len(ok) / span, 3) if span > 0 else 0.0,
-            "tok_per_s": round(sum(r.get("tokens", 0) for r in ok) / span, 2) if span > 0 else 0.0,
-            "p50_ms": round(percentile(lat, 50), 1), "p95_ms": round(percentile(lat, 95), 1),
-            "p99_ms": round(percentile(lat, 99), 1), "max_ms": round(max(lat, default=math.nan), 1),
-            "ttft_p50_ms": round(percentile(ttft, 50), 1),
-            "ttft_p95_ms": round(percentile(ttft, 95), 1)}
-
-
-def check_requests(hist: Sequence[Record], max_errors: int = 0, min_ok: int = 1,
-                   name: str = "requests") -> Check:
-    """At least `min_ok` requests succeeded and at most `max_errors` failed."""
-    figs = request_figures(hist)
-    ok_n = figs["requests"] - figs["errors"]
-    errors = [f"{r['status']} {r.get('error', '')[:60]}" for r in of_kind(hist, "request")
-              if r["status"] != 200 or r.get("error")]
-    ok = ok_n >= min_ok and figs["errors"] <= max_errors
-    return Check(name, ok, "; ".join(sorted(set(errors))[:4]), figs)
-
-
-def service_gap(hist: Sequence[Record], after: float) -> float:
-    """Longest time after `after` between the ends of two successful requests (s)."""
-    ends = sorted(float(r["end"]) for r in of_kind(hist, "request")
-                  if r["status"] == 200 and not r.get("error") and r["end"] >= after)
-    points = [after, *ends]
-    return max((b - a for a, b in zip(points, points[1:], strict=False)), default=math.nan)
 
 
 def verdict(scenario: str, checks: Iterable[Check]) -> Verdict:

@@ -12,10 +12,12 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from election_configs import ElabNode, elab_toml
 
 from . import checker as ck
+from . import reqcheck as rq
 from .drive import FAULT_START_S, FaultMesh, Requester, alive_exactly, status_of
 from .history import read_history
 
@@ -34,13 +36,18 @@ def fault_tomls(lab_hosts: list[tuple[str, Path]], memory: int, demo_on: set[int
             for k, (a, d) in enumerate(lab_hosts, start=1)}
 
 
-def _hist(mesh: FaultMesh) -> list[ck.Record]:
+def _hist(mesh: FaultMesh) -> list[dict[str, Any]]:
     mesh.import_logs()
     return read_history(mesh.history.path)
 
 
 def _ids(mesh: FaultMesh, ks: list[int]) -> set[str]:
     return {mesh.ids[k] for k in ks}
+
+
+def all_status(ids: set[str], status: str) -> Callable[[dict[str, Any]], bool]:
+    """Status predicate: every id in `ids` shows `status`."""
+    return lambda st: all(status_of(i, status)(st) for i in ids)
 
 
 def cold_start(mesh: FaultMesh, ks: list[int]) -> list[ck.Check]:
@@ -157,8 +164,8 @@ def partition(mesh: FaultMesh, groups: list[list[int]], hold: float) -> list[ck.
     mesh.history.fault("partition", [], _ids(mesh, everyone), groups=groups)
     for side in groups:
         other = _ids(mesh, [k for k in everyone if k not in side])
-        mesh.wait_all(lambda st, o=other: all(status_of(i, "dead")(st) for i in o),
-                      FAULT_DETECT_S + 10, ks=side, what="other side dead")
+        mesh.wait_all(all_status(other, "dead"), FAULT_DETECT_S + 10, ks=side,
+                      what="other side dead")
     time.sleep(hold)
     mesh.lab.heal()
     t_heal = mesh.history.mark("heal")
@@ -234,8 +241,8 @@ def kill_during_requests(mesh: FaultMesh, model: str, role: str,
     mesh.wait_all(status_of(victim, "dead"), FAULT_DETECT_S + 10, what=f"{role} dead")
     time.sleep(settle)
     hist = [r for r in _hist(mesh) if r["t"] >= t0]
-    gap = ck.service_gap(hist, t0)
-    figs = ck.request_figures(hist)
+    gap = rq.service_gap(hist, t0)
+    figs = rq.request_figures(hist)
     ok = figs["requests"] > figs["errors"] and gap == gap  # some success after the crash
     return [ck.Check(f"{name}_service_resumed", ok, "",
                      {"gap_s": round(gap, 2), "errors": figs["errors"],
