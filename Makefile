@@ -47,10 +47,11 @@ test: install-dev sysdeps lint
 ## The whole lab with the full fault matrix (long: about 25 minutes). Without
 ## MESH_NODE_LAB_FULL=1 (as in `make test`) tests/lab/test_fault_matrix.py runs its fast subset
 ## and reports the long scenarios as skipped, with the reason. Verdicts and figures of the
-## fault scenarios are appended to $(FAULT_RESULTS).
+## fault scenarios are appended to $(FAULT_RESULTS), their JSON-lines histories kept in
+## benchmarks/results/fault_matrix/ (re-judge one with the checker in tests/lab/faults).
 FAULT_RESULTS ?= benchmarks/results/fault_matrix.jsonl
 lab: install-dev sysdeps
-	rm -f $(FAULT_RESULTS)
+	rm -rf $(FAULT_RESULTS) $(basename $(FAULT_RESULTS))
 	MESH_NODE_LAB_FULL=1 MESH_NODE_FAULT_RESULTS=$(abspath $(FAULT_RESULTS)) \
 		$(VENV)/bin/pytest tests/lab -m lab $(PYTEST_ARGS)
 

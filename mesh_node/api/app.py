@@ -37,14 +37,14 @@ log = structlog.get_logger("mesh_node.api")
 class _Api:
     """Handlers over one context; build_app wires them into Starlette."""
 
-    def __init__(self, ctx: MeshContext, timings: Timings, client: httpx.AsyncClient,
+    def __init__(self, ctx: MeshContext, timings: Timings, transport: httpx.AsyncBaseTransport,
                  wall: Callable[[], float]) -> None:
         self.ctx = ctx
         self.wall = wall
         self.state = ApiState()
         self.metrics = ApiMetrics(ctx.status)
         self.verifier = ForwardVerifier(ctx.keys.http_key)
-        self.forwarder = Forwarder(ctx, timings, client, self.state, wall)
+        self.forwarder = Forwarder(ctx, timings, transport, self.state, wall)
 
     def check_api_key(self, request: Request) -> None:
         """401 unless the entry request carries the configured Bearer key."""
@@ -216,20 +216,15 @@ def build_app(ctx: MeshContext, timings: Timings, *,
               transport: httpx.AsyncBaseTransport | None = None,
               wall: Callable[[], float] = time.time) -> Starlette:
     """The API app for one node; `transport` replaces the network in tests."""
-    client = httpx.AsyncClient(
-        transport=transport or H11Transport(),  # lean keep-alive pool: see api/upstream.py
-        timeout=httpx.Timeout(connect=timings.upstream_connect_timeout,
-                              read=timings.upstream_read_timeout, write=30.0,
-                              pool=timings.upstream_connect_timeout),
-        trust_env=False)  # LAN peers and local backends: never through an env proxy
-    api = _Api(ctx, timings, client, wall)
+    upstream = transport or H11Transport()  # lean keep-alive pool: see api/upstream.py
+    api = _Api(ctx, timings, upstream, wall)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            await client.aclose()
+            await upstream.aclose()
 
     routes = [
         HttpRoute("/v1/models", api.models, methods=["GET"]),

@@ -17,12 +17,11 @@ from lab_configs import LAB_SECRET, lab_node_toml
 from tests.support.api_llama import gemma_gguf
 
 APILAB_THREADS = 1  # two shared cores: one decode thread per llama-server
-APILAB_ALIAS = "gemma-lab"
 
 
 def apilab_place_demo(data_dir: Path) -> Path:
     """Hard-link the demo GGUF into data_dir/models/ (catalog.demo's path); returns it."""
-    src = gemma_gguf()
+    src: Path = gemma_gguf()
     dest = data_dir / "models" / src.name
     dest.parent.mkdir(parents=True, exist_ok=True)
     if not dest.exists():
@@ -37,13 +36,13 @@ def apilab_node_toml(name: str, data_dir: Path, *, demo: bool, peers: Sequence[s
                      replicas: int = 1, secret: str = LAB_SECRET) -> str:
     """One API-lab node; a `demo` holder serves Gemma with 1 thread, `replicas` > 1 asks the
     mesh to host it on that many nodes (a [[models]] entry naming the demo file)."""
-    base = lab_node_toml(name, data_dir, secret=secret, peers=peers)
+    base: str = lab_node_toml(name, data_dir, secret=secret, peers=peers)
     if not demo:
         return base
-    toml = base.replace("demo_model = false", "demo_model = true", 1)
+    toml: str = base.replace("demo_model = false", "demo_model = true", 1)
     toml += f"\n[backends.llama]\nthreads = {APILAB_THREADS}\nctx_size = 2048\n"
     path = apilab_place_demo(data_dir)
     if replicas > 1:
-        toml += (f'\n[[models]]\npath = "{path}"\nalias = "{APILAB_ALIAS}"\n'
-                 f"replicas = {replicas}\n")
+        # no alias on purpose: the path alone must name the model for the election
+        toml += f'\n[[models]]\npath = "{path}"\nreplicas = {replicas}\n'
     return toml

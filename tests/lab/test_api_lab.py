@@ -57,7 +57,8 @@ def _apilab_wait_mesh(nodes: list[NodeProc], hosts: int) -> dict[str, Any]:
         alive = sum(m["status"] == "alive" for m in st["members"])
         return (alive == 3 and len(st["placement"]) == 1 and st["placement"][0]["ready"]
                 and len(_apilab_ready_hosts(st)) == hosts)
-    return [n.wait_for(ok, APILAB_READY_S, interval=1.0) for n in nodes][-1]
+    states: list[dict[str, Any]] = [n.wait_for(ok, APILAB_READY_S, interval=1.0) for n in nodes]
+    return states[-1]
 
 
 def _apilab_run_client(node: NodeProc, *args: str) -> str:

@@ -61,7 +61,9 @@ def fm_mesh(lab: Lab, memory: int = FM_MEMORY, demo_on: frozenset[int] = frozens
     hosts = [(h.addr, h.workdir / "data") for h in lab.hosts]
     empty = lab.workdir / "hf-empty"
     empty.mkdir(exist_ok=True)
-    hist = History(lab.workdir / "history.jsonl")
+    # with FM_RESULTS, histories are kept beside it (pytest rotates its tmp dirs away)
+    where = Path(FM_RESULTS).with_suffix("") if FM_RESULTS else lab.workdir
+    hist = History(where / f"history-{lab.prefix}.jsonl")
     print(f"\nfault matrix history: {hist.path}")
     return FaultMesh(lab, hist, sc.fault_tomls(hosts, memory, set(demo_on)),
                      {"HF_HUB_CACHE": str(empty)})
@@ -192,9 +194,9 @@ def test_kill_9_of_split_worker_and_host_during_requests(
         mesh.wait_all(elab_split_ready(GEMMA_ID, 4, 1), 180.0, what="split ready")
         plan = fm_plan(mesh)
         used = {plan["hosts"][0], *plan["workers"]}
-        router = next(k for k, i in mesh.ids.items() if i not in used)
+        mesh.router = next(k for k, i in mesh.ids.items() if i not in used)
         checks: list[Check] = []
-        with Requester(mesh, GEMMA_ID, lambda: router):
+        with Requester(mesh, GEMMA_ID, lambda: mesh.router):
             time.sleep(10.0)
             checks += sc.kill_during_requests(mesh, GEMMA_ID, "worker", lambda: fm_plan(mesh), 60)
             checks += sc.kill_during_requests(mesh, GEMMA_ID, "host", lambda: fm_plan(mesh), 60)

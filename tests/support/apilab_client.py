@@ -17,9 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 SERVED_BY = "x-mesh-served-by"
-PROMPT = [{"role": "user", "content": "Say hello in three words."}]
+PROMPT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello in three words."}]
 
 
 def _client(base_url: str) -> openai.OpenAI:
@@ -32,12 +33,13 @@ def basic(base_url: str) -> dict[str, Any]:
     models = [m.id for m in client.models.list().data]
     model = models[0]
     raw = client.chat.completions.with_raw_response.create(model=model, messages=PROMPT,
-                                                           max_tokens=12)  # type: ignore[arg-type]
+                                                           max_tokens=12)
     chat = raw.parse()
     with client.chat.completions.with_streaming_response.create(
-            model=model, messages=PROMPT, max_tokens=12, stream=True) as resp:  # type: ignore[arg-type]
+            model=model, messages=PROMPT, max_tokens=12, stream=True) as resp:
         stream_served_by = resp.headers.get(SERVED_BY)
-        pieces = [c.choices[0].delta.content or "" for c in resp.parse() if c.choices]
+        pieces = [c.choices[0].delta.content or "" for c in resp.parse()
+                  if isinstance(c, ChatCompletionChunk) and c.choices]
     return {"models": models, "chat_text": chat.choices[0].message.content,
             "chat_served_by": raw.headers.get(SERVED_BY), "stream_chunks": len(pieces),
             "stream_text": "".join(pieces), "stream_served_by": stream_served_by}
@@ -54,7 +56,7 @@ def burst(base_url: str, n: int, conc: int) -> None:
         rec: dict[str, Any] = {"i": i}
         try:
             raw = client.chat.completions.with_raw_response.create(
-                model=model, messages=PROMPT, max_tokens=16)  # type: ignore[arg-type]
+                model=model, messages=PROMPT, max_tokens=16)
             rec |= {"ok": True, "served_by": raw.headers.get(SERVED_BY),
                     "text": raw.parse().choices[0].message.content}
         except openai.OpenAIError as exc:

@@ -144,9 +144,13 @@ def test_fc_one_view_after_heal() -> None:
              fc_sample(1.0, B, {A: ("dead", 0), B: ("alive", 0)})]
     healed = [fc_sample(8.0, A, {A: ("alive", 0), B: ("alive", 0)}),
               fc_sample(9.0, B, {A: ("alive", 0), B: ("alive", 0)})]
-    c = ck.check_one_view([*split, *healed], after=1.0, within=20.0)
+    c = ck.check_one_view([*split, *healed], {A, B}, after=1.0, within=20.0)
     assert c.ok and c.figures["seconds"] == 8.0
-    assert not ck.check_one_view(split, after=0.0, within=20.0).ok
+    assert not ck.check_one_view(split, {A, B}, after=0.0, within=20.0).ok
+    assert not ck.check_one_view([*split, *healed], {A, B}, after=1.0, within=5.0).ok
+    # each side agreeing with itself is no single view: the other side must be in it
+    sides = [fc_sample(2.0, A, {A: ("alive", 0)}), fc_sample(2.0, B, {B: ("alive", 0)})]
+    assert not ck.check_one_view(sides, {A, B}, after=0.0, within=20.0).ok
 
 
 def test_fc_request_figures_and_percentiles() -> None:

@@ -228,19 +228,22 @@ def check_never_twice(hist: Sequence[Record], name: str = "never_twice") -> Chec
                  {"samples": len(samples(hist))})
 
 
-def check_one_view(hist: Sequence[Record], after: float, within: float,
+def check_one_view(hist: Sequence[Record], expect: Iterable[str], after: float, within: float,
                    name: str = "one_view") -> Check:
-    """Within `within` s of `after`, the latest samples of all observers hold one identical view."""
+    """Within `within` s of `after`, every node of `expect` holds one view: exactly them alive."""
+    want = frozenset(expect)
     latest: dict[str, Record] = {}
     for r in samples(hist):
-        if r["t"] < after:
+        if r["t"] < after or r["observer"] not in want:
             continue
         latest[r["observer"]] = r
-        views = {frozenset((k, v[0]) for k, v in s["members"].items()) for s in latest.values()}
-        if len(views) == 1 and set(latest) == set(next(iter(latest.values()))["members"]):
+        if set(latest) == want and all(
+                {k for k, v in s["members"].items() if v[0] != "left"} == want
+                and alive_set(s) == want for s in latest.values()):
             return Check(name, r["t"] - after <= within, "",
-                         {"seconds": round(r["t"] - after, 2), "members": len(latest)})
-    return Check(name, False, f"no single view after {after:.1f}", {"seconds": math.nan})
+                         {"seconds": round(r["t"] - after, 2), "members": len(want)})
+    return Check(name, False, f"no single view of {len(want)} after {after:.1f}",
+                 {"seconds": math.nan})
 
 
 def _plan_key(sample: Record) -> dict[str, tuple[Any, ...]]:

@@ -17,7 +17,7 @@ from typing import Any
 from election_configs import elab_chat
 from netlab import Lab, LabError, NodeProc
 
-from .history import History
+from .history import History, parse_log_events
 
 FAULT_START_S = 90.0  # process start to API up: imports + gossip on 2 loaded, shared cores
 FAULT_STATUS_TIMEOUT = 2.0
@@ -33,6 +33,8 @@ class FaultMesh:
         self.started: list[tuple[int, NodeProc]] = []  # every process ever started
         self.ids: dict[int, str] = {}
         self.paused: set[int] = set()
+        self.router = 0  # the host the Requester sends through (a test keeps it a survivor)
+        self._imported: dict[int, int] = {}  # index in `started` -> log records imported
         self._lock = threading.Lock()
 
     def start(self, *ks: int) -> None:
@@ -107,11 +109,16 @@ class FaultMesh:
             time.sleep(0.5)
 
     def import_logs(self) -> int:
-        """Put every process's membership/placement log events into the history."""
+        """Put the membership/placement log events not imported yet into the history; how many."""
         n = 0
-        for k, node in self.started:
-            if k in self.ids:
-                n += self.history.logs(self.ids[k], node.log_text())
+        for i, (k, node) in enumerate(self.started):
+            if k not in self.ids:
+                continue
+            recs = parse_log_events(self.ids[k], node.log_text())
+            for rec in recs[self._imported.get(i, 0):]:
+                self.history.write(**rec)
+                n += 1
+            self._imported[i] = len(recs)
         return n
 
 

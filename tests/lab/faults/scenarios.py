@@ -173,7 +173,8 @@ def partition(mesh: FaultMesh, groups: list[list[int]], hold: float) -> list[ck.
     mesh.history.fault_end("partition")
     hist = _hist(mesh)
     return [ck.check_detected(hist, "partition", FAULT_DETECT_S, name="partition_sides_dead"),
-            ck.check_one_view(hist, t_heal, FAULT_HEAL_S, "partition_healed"),
+            ck.check_one_view(hist, _ids(mesh, everyone), t_heal, FAULT_HEAL_S,
+                              "partition_healed"),
             ck.check_never_twice(hist)]
 
 
@@ -235,6 +236,9 @@ def kill_during_requests(mesh: FaultMesh, model: str, role: str,
     ids = {v: k for k, v in mesh.ids.items()}
     victim = str(p["hosts"][0] if role == "host" else p["workers"][0])  # type: ignore[index]
     k = ids[victim]
+    if mesh.router == k:  # requests go through a survivor, never the victim
+        mesh.router = next(j for j in sorted(mesh.live()) if j != k)
+        time.sleep(3.0)
     mesh.crash(k)
     name = f"kill9_{role}"
     t0 = mesh.history.fault(name, [victim], [victim])
