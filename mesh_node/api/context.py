@@ -48,6 +48,10 @@ class MeshContext(Protocol):
         """The /api/status document (built with mesh_node.status.view)."""
         ...
 
+    def host_alive(self, node_id: str) -> bool:
+        """False once gossip has declared the node dead or gone (suspect still counts)."""
+        ...
+
     def readiness(self) -> tuple[bool, str]:
         """(ready, reason) for /readyz: ready once gossip runs and the first plan exists."""
         ...

@@ -48,6 +48,7 @@ class FakeMeshContext:
                                            "members": [], "placement": [], "counters": {}}
         self.ready: tuple[bool, str] = (True, "gossip running, placement known")
         self.waits = 0
+        self.dead: set[str] = set()
         self._changed = trio.Event()
 
     def models(self) -> list[dict[str, Any]]:
@@ -67,6 +68,14 @@ class FakeMeshContext:
 
     def readiness(self) -> tuple[bool, str]:
         return self.ready
+
+    def host_alive(self, node_id: str) -> bool:
+        return node_id not in self.dead
+
+    def declare_dead(self, node_id: str) -> None:
+        """Gossip in miniature: the node is dead; wake waiters."""
+        self.dead.add(node_id)
+        self.changed()
 
     def set_routes(self, model_id: str, routes: list[Route]) -> None:
         """Replace a model's routes and wake waiters (a re-election in miniature)."""

@@ -28,6 +28,7 @@ from mesh_node.timing import Timings
 log = structlog.get_logger("mesh_node.api")
 SERVED_BY = "x-mesh-served-by"
 _REPOLL_S = 0.25  # re-read routes at least this often while waiting for a ready host
+_HOST_WATCH_S = 1.0  # while awaiting a peer's first byte, re-check it is alive this often
 _CLOSE_GRACE_S = 2.0  # bound on closing an upstream after the client went away
 
 
@@ -132,19 +133,59 @@ class Forwarder:
         self.state.outbound[route.node_id] += 1
         handed_off = False
         try:
-            resp = await self._send(route, job)
+            if route.local:  # a local backend that dies closes its socket: no watch needed
+                resp, first, rest = await self._until_first_byte(route, job)
+            else:
+                resp, first, rest = await self._watched(route, job)
             tracker.node = resp.headers.get(SERVED_BY, route.node_id)
-            if job.stream and resp.headers.get("content-type", "").startswith("text/event-stream"):
-                first, rest = await _first_chunk(resp, job.model_id)
-                tracker.first_byte()
+            tracker.first_byte()
+            if rest is not None:
                 handed_off = True
                 return self._relay(resp, first, rest, route, tracker)
-            body = await _read_all(resp, job.model_id)
-            tracker.first_byte()
-            return self._plain(resp, body, route, job, tracker)
+            return self._plain(resp, first, route, job, tracker)
         finally:
             if not handed_off:
                 self.state.outbound[route.node_id] -= 1
+
+    async def _until_first_byte(self, route: Route, job: Job
+                                ) -> tuple[httpx.Response, bytes, AsyncIterator[bytes] | None]:
+        """(response, first chunk, rest) for a stream; (response, whole body, None) otherwise."""
+        resp = await self._send(route, job)
+        try:
+            if job.stream and resp.headers.get("content-type", "").startswith("text/event-stream"):
+                first, rest = await _first_chunk(resp, job.model_id)
+                return resp, first, rest
+            return resp, await _read_all(resp, job.model_id), None
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await resp.aclose()
+            raise
+
+    async def _watched(self, route: Route, job: Job
+                       ) -> tuple[httpx.Response, bytes, AsyncIterator[bytes] | None]:
+        """`_until_first_byte`, abandoned as retryable when gossip declares the host dead or
+        gone meanwhile: a powered-off host never closes its sockets, and a generation may
+        legitimately take minutes, so no read timeout can tell the two apart."""
+        result = None
+        error: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_host, route.node_id, nursery.cancel_scope)
+            try:
+                result = await self._until_first_byte(route, job)
+            except Exception as exc:  # _Retry / ApiError: re-raised below, not as a group
+                error = exc
+            nursery.cancel_scope.cancel()
+        if error is not None:
+            raise error
+        if result is None:
+            raise _Retry("host left the mesh before the first byte")
+        return result
+
+    async def _watch_host(self, node_id: str, scope: trio.CancelScope) -> None:
+        while self.ctx.host_alive(node_id):
+            await self.ctx.wait_for_change(_HOST_WATCH_S)
+        log.warning("upstream_host_lost", peer=node_id)
+        scope.cancel()
 
     async def _send(self, route: Route, job: Job) -> httpx.Response:
         try:

@@ -92,6 +92,10 @@ class NodeContext:
         return routes_for(model_id, placement, self._members(), self.node_id,
                           self._local_backends())
 
+    def host_alive(self, node_id: str) -> bool:
+        return any(m.node_id == node_id and m.status in ("alive", "suspect")
+                   for m in self._members())
+
     def inflight(self) -> Mapping[str, int]:
         return {st.node_id: st.inflight for st in self._states()}
 

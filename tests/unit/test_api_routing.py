@@ -232,3 +232,28 @@ async def test_api_route_client_disconnect_cancels_non_streamed_upstream() -> No
                 await closed.wait()
     assert app.state.api.inflight_total == 0 and app.state.api.outbound["slow"] == 0
     assert b'status="499"' in app.state.metrics.render()
+
+
+async def test_api_route_host_declared_dead_before_first_byte_is_retried() -> None:
+    """A powered-off host keeps its socket open and never answers: the attempt is abandoned
+    when gossip declares the host dead, well before the read timeout, and retried."""
+    async def silent(stream: trio.SocketStream) -> None:
+        await read_request_head(stream)
+        await trio.sleep_forever()
+
+    up = ScriptedUpstream("good")
+    async with raw_upstream(silent) as mute_url, api_serving(up.app()) as up_url:
+        ctx = _ctx([Route("mute", mute_url, False), Route("good", up_url, False)],
+                   )
+        ctx.inflight_by_node = {"good": 5}  # least in-flight picks "mute" first
+        async with api_serving(build_app(ctx, T)) as url, httpx.AsyncClient(base_url=url) as c, \
+                trio.open_nursery() as n:
+            async def gossip_declares_dead() -> None:
+                await trio.sleep(0.5)
+                ctx.declare_dead("mute")
+            n.start_soon(gossip_declares_dead)
+            start = trio.current_time()
+            r = await c.post("/v1/chat/completions", json=CHAT)
+            took = trio.current_time() - start
+    assert r.status_code == 200 and r.json()["served_by"] == "good"
+    assert took < T.upstream_read_timeout  # not the 5 s read timeout
