@@ -39,6 +39,16 @@ class _Host:
     entry: CatalogEntry
     backend: str
     failed: str = ""  # set when the child could not even be built (binary missing)
+    split: bool = False
+
+    def published(self, state: str) -> str:
+        """The state gossiped for this host. A split host fails whenever one of its RPC
+        workers vanishes; that is the worker's failure, which gossip reports by itself, so
+        the host says `retrying` (neither incumbent nor failed) instead of disqualifying a
+        healthy holder of the file for the failure cool-down."""
+        if self.split and state.startswith("failed"):
+            return "retrying: " + state.removeprefix("failed: ")
+        return state
 
 
 class BackendChildren:
@@ -86,14 +96,15 @@ class BackendChildren:
             return
         log.info("backend_starting", model=role.model, backend=entry.backend, port=port,
                  workers=[f"{w.address}:{w.rpc_port}" for w in role.workers])
-        self._hosts[role.model] = _Host(role.key, spec.name, port, entry, entry.backend)
+        self._hosts[role.model] = _Host(role.key, spec.name, port, entry, entry.backend,
+                                        split=bool(role.workers))
         await self._sup.start(spec)
         self._on_change()
 
     async def stop_host(self, model: str) -> None:
         cur = self._hosts.pop(model, None)
         if cur is not None:
-            state = cur.failed or self._child_state(cur.child)
+            state = cur.published(cur.failed or self._child_state(cur.child))
             if state.startswith("failed"):
                 self._failed[model] = (state, time.monotonic() + FAILED_COOLDOWN_S)
         if cur is not None and cur.child:
@@ -141,7 +152,7 @@ class BackendChildren:
         out = []
         api_port = self._config.api.port
         for model, h in sorted(self._hosts.items()):
-            state = h.failed or self._child_state(h.child)
+            state = h.published(h.failed or self._child_state(h.child))
             out.append(Serving(model, "host", h.backend, state == "ready", api_port, state))
         now = time.monotonic()
         for model, (state, until) in sorted(self._failed.items()):
