@@ -206,7 +206,16 @@ def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(err.body(), status_code=err.status, headers=dict(exc.headers or {}))
 
 
+# The client's connection failed under the response (hypercorn's trio server can race a
+# close against a send while a client hangs up): nothing of ours crashed, and no answer
+# can reach that client any more.
+_CONNECTION_LOST = (trio.BusyResourceError, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
 def _crash(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, _CONNECTION_LOST):
+        log.info("client_connection_lost", error=repr(exc), path=request.url.path)
+        return Response(status_code=499)
     log.exception("request_crashed", error=repr(exc))
     body = errors.error_body("Internal error in mesh-node.", errors.SERVER, None, "internal")
     return JSONResponse(body, status_code=500)
