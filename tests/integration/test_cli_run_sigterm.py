@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,24 +11,15 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.ports import free_tcp_udp_port
+
 REPO = Path(__file__).resolve().parents[2]
 MESH_NODE = REPO / ".venv" / "bin" / "mesh-node"
 STARTUP_TIMEOUT = 60.0  # the node scans models and probes backends before it listens
 STOP_DEADLINE = 5.0  # timing.shutdown_deadline: SIGTERM to exit
 
 
-def _free_port() -> int:
-    """A port free for both TCP and UDP on loopback (gossip uses both)."""
-    for _ in range(50):
-        with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free TCP+UDP port on loopback after 50 tries")
+_free_port = free_tcp_udp_port
 
 
 def _config(tmp_path: Path, api_port: int, gossip_port: int) -> Path:

@@ -11,7 +11,6 @@ import json
 import os
 import resource
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -19,23 +18,14 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.ports import free_tcp_udp_port
+
 REPO = Path(__file__).resolve().parents[2]
 MESH_NODE = REPO / ".venv" / "bin" / "mesh-node"
 HOSTILE_START_TIMEOUT = 60.0  # imports + catalog scan on 2 shared cores
 
 
-def hostile_free_port() -> int:
-    """A port free for TCP and UDP on loopback (gossip binds both)."""
-    for _ in range(50):
-        with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free TCP+UDP port on loopback after 50 tries")
+hostile_free_port = free_tcp_udp_port
 
 
 def hostile_toml(data_dir: Path, api_port: int, gossip_port: int, *, api_key: str | None,
