@@ -1,8 +1,9 @@
 """The records nodes share: what each node can run, has, and serves.
 
-These are plain frozen data. Gossip carries a node's `NodeState` as an opaque msgpack-able
-dict (`to_wire`/`from_wire`); the election reads them; the API and status render them.
-Wire dicts use short stable keys; unknown keys are ignored so newer nodes can add fields.
+These are plain frozen data. Gossip carries a node's `NodeState` as opaque msgpack bytes built
+from `to_wire`; `records_wire.decode_state` is the one seam that turns bytes off the wire back
+into these types, with bounds. Wire dicts use short stable keys; unknown keys are ignored so
+newer nodes can add fields.
 """
 
 from __future__ import annotations
@@ -31,11 +32,6 @@ class BackendCapability:
             "s": self.splittable, "a": self.available, "r": self.reason,
         }
 
-    @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> BackendCapability:
-        return cls(str(d["n"]), str(d.get("v", "")), tuple(d.get("f", ())), bool(d.get("s")),
-                   bool(d.get("a")), str(d.get("r", "")))
-
 
 @dataclass(frozen=True)
 class ModelSummary:
@@ -53,11 +49,6 @@ class ModelSummary:
         return {"i": self.id, "k": self.key, "b": self.backend, "f": self.format,
                 "s": self.size_bytes, "m": self.memory_bytes, "a": list(self.aliases)}
 
-    @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> ModelSummary:
-        return cls(str(d["i"]), str(d["k"]), str(d["b"]), str(d["f"]), int(d["s"]), int(d["m"]),
-                   tuple(d.get("a", ())))
-
 
 @dataclass(frozen=True)
 class Serving:
@@ -68,22 +59,29 @@ class Serving:
     backend: str
     ready: bool
     port: int  # host: the node's API port serves it; worker: the RPC port
-    state: str = ""  # starting | ready | failed: reason | stopped
+    state: str = ""  # starting | ready | failed: reason | retrying: reason | stopped
+    # a split host names its workers and their tensor-split weights, so every node rebuilds the
+    # same previous placement from gossip alone (incumbency of splits, not only of solos)
+    workers: tuple[tuple[str, float], ...] = ()
+    # wall-clock second the role became ready (0: not yet). Only a preference between two
+    # incumbents of one model ("served longest wins"), never an order of protocol events:
+    # every node reads the same number from the same record, so skew cannot split the mesh.
+    ready_at: int = 0
 
     def to_wire(self) -> dict[str, Any]:
         return {"m": self.model, "r": self.role, "b": self.backend, "ok": self.ready,
-                "p": self.port, "st": self.state}
-
-    @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> Serving:
-        role: Literal["host", "worker"] = "worker" if d.get("r") == "worker" else "host"
-        return cls(str(d["m"]), role, str(d.get("b", "")), bool(d.get("ok")), int(d.get("p", 0)),
-                   str(d.get("st", "")))
+                "p": self.port, "st": self.state, "w": [list(w) for w in self.workers],
+                "ra": self.ready_at}
 
 
 @dataclass(frozen=True)
 class NodeState:
-    """The state record each node publishes about itself (versioned by gossip)."""
+    """The state record each node publishes about itself (versioned by gossip).
+
+    Only what changes with roles, catalog or config lives here: load, which changes with every
+    request, travels beside it as an unversioned `Load` (records_wire.py), so a busy node does
+    not make its peers pull this record over TCP once a second.
+    """
 
     node_id: str
     name: str
@@ -95,11 +93,12 @@ class NodeState:
     capabilities: tuple[BackendCapability, ...] = ()
     catalog: tuple[ModelSummary, ...] = ()
     serving: tuple[Serving, ...] = ()
-    inflight: int = 0
     version: str = ""
     rpc_port: int = 50052  # where this node's RPC worker listens when it is elected one
     pins: tuple[tuple[str, str], ...] = ()  # (model id/alias, node name-or-id) from config
     replicas: tuple[tuple[str, int], ...] = ()  # (model id/alias, replicas) from config
+    headroom: float = 1.1  # this node's [election] headroom; the mesh plans with the largest
+    far: tuple[str, ...] = ()  # peers this node measured beyond its [election] max_rtt_ms
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -108,27 +107,33 @@ class NodeState:
             "c": [c.to_wire() for c in self.capabilities],
             "cat": [m.to_wire() for m in self.catalog],
             "sv": [s.to_wire() for s in self.serving],
-            "if": self.inflight, "v": self.version, "rp": self.rpc_port,
+            "v": self.version, "rp": self.rpc_port,
             "pin": [list(p) for p in self.pins], "rep": [list(r) for r in self.replicas],
+            "hr": self.headroom, "far": list(self.far),
         }
-
-    @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> NodeState:
-        return cls(
-            node_id=str(d["id"]), name=str(d.get("n", "")), address=str(d.get("a", "")),
-            api_port=int(d.get("ap", 0)), gossip_port=int(d.get("gp", 0)),
-            memory_offered=int(d.get("mo", 0)), memory_free=int(d.get("mf", 0)),
-            capabilities=tuple(BackendCapability.from_wire(x) for x in d.get("c", ())),
-            catalog=tuple(ModelSummary.from_wire(x) for x in d.get("cat", ())),
-            serving=tuple(Serving.from_wire(x) for x in d.get("sv", ())),
-            inflight=int(d.get("if", 0)), version=str(d.get("v", "")),
-            rpc_port=int(d.get("rp", 50052)),
-            pins=tuple((str(a), str(b)) for a, b in d.get("pin", ())),
-            replicas=tuple((str(a), int(b)) for a, b in d.get("rep", ())),
-        )
 
     def capability(self, backend: str) -> BackendCapability | None:
         return next((c for c in self.capabilities if c.name == backend and c.available), None)
+
+
+@dataclass(frozen=True)
+class Load:
+    """A node's volatile load, gossiped outside the versioned state record."""
+
+    inflight: int = 0
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"if": self.inflight}
+
+
+def is_live(status: str) -> bool:
+    """THE liveness rule, for the election, routing, /v1/models, status and metrics alike.
+
+    A suspect is still a member: SWIM has not confirmed its death, and moving models or refusing
+    routes on a suspicion would flap under packet loss (a refused connection fails fast and the
+    router retries elsewhere).
+    """
+    return status in ("alive", "suspect")
 
 
 @dataclass(frozen=True)
@@ -140,8 +145,18 @@ class MemberView:
     incarnation: int
     address: str
     gossip_port: int
-    state: NodeState | None  # None until its first state record arrives
+    state: NodeState | None  # None until its first valid state record arrives
     rtt_ms: float | None = None
+    load: Load = Load()
+
+    @property
+    def live(self) -> bool:
+        return is_live(self.status)
+
+    def serves(self, model: str) -> bool:
+        """THE usable-host rule: a live member whose record says it hosts `model`, ready."""
+        return self.live and self.state is not None and any(
+            s.model == model and s.role == "host" and s.ready for s in self.state.serving)
 
 
 @dataclass(frozen=True)

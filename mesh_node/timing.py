@@ -20,13 +20,25 @@ class Timings:
     suspicion_mult: int = 4  # memberlist SuspicionMult = 4 (min timeout = mult*log10(N)*probe)
     suspicion_max_mult: int = 6  # memberlist SuspicionMaxTimeoutMult = 6
     push_pull_interval: float = 15.0  # memberlist LAN is 30 s; halved so partitions heal faster
-    dead_reclaim: float = 30.0  # a dead/left member's record is kept this long, then dropped
+    push_pull_timeout: float = 5.0  # one TCP exchange on a LAN; a stuck peer must not pin a task
+    # A dead/left record (tombstone) is kept this long, then dropped. Longer than two push-pull
+    # rounds plus the longest suspicion (6 x 4 s at N < 10), so every peer has declared the death
+    # before anyone forgets it and stale news cannot bring the member back.
+    dead_reclaim: float = 60.0
+    state_fetch_retry: float = 1.0  # a record announced by digest is pulled again this often
     awareness_max: int = 8  # Lifeguard local health multiplier cap (memberlist AwarenessMaxMultiplier)
     # --- discovery ---
     static_peer_backoff_min: float = 0.5  # first retry of an unreachable static peer
     static_peer_backoff_max: float = 30.0  # cap of the exponential backoff
     # --- election ---
     election_debounce: float = 0.3  # coalesce a burst of gossip updates (a join brings several)
+    election_recheck: float = 2.0  # re-plan at least this often (worker readiness, cool-downs)
+    # A node carries out no plan before its first push-pull with a peer, or, alone, before this
+    # window ends: mDNS answers in about 1 s on a LAN (FIELD-NOTES) and the first static-peer dial
+    # goes out at once, so 3 s lets a newcomer learn the incumbents before it starts anything.
+    join_window: float = 3.0
+    failed_cooldown: float = 60.0  # a failed host keeps saying so, so it is not re-elected at once
+    load_publish: float = 1.0  # volatile load (in flight) is gossiped at most this often
     # --- backends ---
     backend_health_timeout: float = 120.0  # llama-server loads a 250 MB GGUF in ~2 s; big ones take longer
     backend_stop_grace: float = 5.0  # SIGTERM, then SIGKILL after this

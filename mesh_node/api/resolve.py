@@ -26,8 +26,8 @@ def routes_for(model_id: str, placement: Placement, members: Sequence[MemberView
     """Ready hosts of `model_id` as routes, local first.
 
     `local_backends` maps a model id this node hosts to (backend port, MLX rewrite path or None).
-    A peer counts only when its gossiped Serving says host+ready: routing trusts readiness,
-    not the plan alone.
+    A peer counts only when it is usable (`MemberView.serves`: live, and its gossiped Serving
+    says host+ready): routing trusts readiness, not the plan alone.
     """
     mp = placement.for_model(model_id)
     if mp is None:
@@ -41,8 +41,6 @@ def routes_for(model_id: str, placement: Placement, members: Sequence[MemberView
                 routes.append(Route(host, f"http://127.0.0.1:{port}", True, rewrite))
             continue
         m = by_id.get(host)
-        if m is None or m.status != "alive" or m.state is None:
-            continue
-        if any(s.model == model_id and s.role == "host" and s.ready for s in m.state.serving):
+        if m is not None and m.state is not None and m.serves(model_id):  # the one rule
             routes.append(Route(host, f"http://{m.state.address}:{m.state.api_port}", False))
     return sorted(routes, key=lambda r: not r.local)

@@ -1,48 +1,21 @@
-"""Explain a placement: wire form for gossip/status, JSON for humans, a terminal table, and
+"""Explain a placement: JSON for humans and status, a terminal table, and
 planning from a snapshot file (`mesh-node plan --snapshot FILE`). Pure apart from reading a file.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import msgpack
+
 from mesh_node.election.planner import plan
 from mesh_node.election.rules import fmt_bytes, host_share
-from mesh_node.election.snapshot import (
-    DEFAULT_HEADROOM,
-    DEFAULT_MAX_RTT_MS,
-    Snapshot,
-    snapshot_from_states,
-)
-from mesh_node.records import ModelPlacement, NodeState, Placement, WorkerAssignment
-
-_MODES = ("solo", "split", "unservable")
-
-
-def placement_to_wire(placement: Placement) -> list[dict[str, Any]]:
-    """Compact msgpack/JSON-able form (short keys, like records.py) for gossip and status."""
-    return [{"m": p.model, "md": p.mode, "b": p.backend, "h": list(p.hosts),
-             "w": [[w.node_id, w.address, w.rpc_port, w.weight] for w in p.workers],
-             "r": p.reason, "sa": p.served_as, "mb": p.memory_bytes} for p in placement.models]
-
-
-def placement_from_wire(items: Sequence[Mapping[str, Any]]) -> Placement:
-    """Inverse of placement_to_wire; unknown keys are ignored, an unknown mode is unservable."""
-    out = []
-    for d in items:
-        mode = d.get("md")
-        out.append(ModelPlacement(
-            model=str(d["m"]), mode=mode if mode in _MODES else "unservable",
-            backend=str(d.get("b", "")), hosts=tuple(str(h) for h in d.get("h", ())),
-            workers=tuple(WorkerAssignment(str(w[0]), str(w[1]), int(w[2]), float(w[3]))
-                          for w in d.get("w", ())),
-            reason=str(d.get("r", "")),
-            served_as=None if d.get("sa") is None else str(d["sa"]),
-            memory_bytes=int(d.get("mb", 0))))
-    return Placement(tuple(out))
+from mesh_node.election.snapshot import Snapshot, snapshot_from_states
+from mesh_node.records import ModelPlacement, Placement
+from mesh_node.records_wire import RecordError, decode_state
 
 
 def placement_to_json(placement: Placement, names: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -58,15 +31,6 @@ def placement_to_json(placement: Placement, names: Mapping[str, str]) -> list[di
         "host_weight": host_share([w.weight for w in p.workers]) if p.mode == "split" else None,
         "reason": p.reason, "served_as": p.served_as, "memory_bytes": p.memory_bytes,
     } for p in placement.models]
-
-
-def _placement_from_json(items: Sequence[Mapping[str, Any]]) -> Placement:
-    wire = [{"m": d["model"], "md": d.get("mode"), "b": d.get("backend", ""),
-             "h": [h["id"] for h in d.get("hosts", ())],
-             "w": [[w["id"], w["address"], w["rpc_port"], w["weight"]] for w in d.get("workers", ())],
-             "r": d.get("reason", ""), "sa": d.get("served_as"), "mb": d.get("memory_bytes", 0)}
-            for d in items]
-    return placement_from_wire(wire)
 
 
 def _row(p: ModelPlacement, names: Mapping[str, str]) -> list[str]:
@@ -92,28 +56,22 @@ def render_placement(placement: Placement, names: Mapping[str, str]) -> str:
 
 
 def load_snapshot_file(path: Path) -> tuple[Snapshot, dict[str, str]]:
-    """Read a snapshot file: a list of NodeState wire dicts, or {"nodes": [...], "previous":
-    placement (wire or JSON form), "rtt_ms": {id: ms}, "headroom": x, "max_rtt_ms": y}.
-    Raises OSError, or ValueError when the content is not such a snapshot."""
+    """Read a snapshot file: a list of NodeState wire dicts, or {"nodes": [...]}. Each record
+    goes through the same validating decoder as gossip; the previous placement is rebuilt from
+    the records' serving entries, as on a live node. Raises OSError, or ValueError when the
+    content is not such a snapshot (naming the record and the field)."""
     data = json.loads(path.read_text())
-    try:
-        return _snapshot_of(data)
-    except (KeyError, TypeError, AttributeError, IndexError) as e:
-        raise ValueError(f"not a mesh snapshot ({type(e).__name__}: {e})") from e
-
-
-def _snapshot_of(data: Any) -> tuple[Snapshot, dict[str, str]]:
     doc: dict[str, Any] = {"nodes": data} if isinstance(data, list) else dict(data)
-    states = [NodeState.from_wire(d) for d in doc.get("nodes", ())]
-    prev_items = doc.get("previous")
-    previous = None
-    if prev_items:
-        is_json = "model" in prev_items[0]
-        previous = _placement_from_json(prev_items) if is_json else placement_from_wire(prev_items)
-    rtt = {str(k): float(v) for k, v in (doc.get("rtt_ms") or {}).items()}
-    snap = snapshot_from_states(states, rtt, previous,
-                                float(doc.get("headroom", DEFAULT_HEADROOM)),
-                                float(doc.get("max_rtt_ms", DEFAULT_MAX_RTT_MS)))
+    nodes = doc.get("nodes", ())
+    if not isinstance(nodes, list):
+        raise ValueError("not a mesh snapshot: 'nodes' must be a list of node records")
+    states = []
+    for i, d in enumerate(nodes):
+        try:
+            states.append(decode_state(msgpack.packb(d, use_bin_type=True)))
+        except (RecordError, TypeError, ValueError, OverflowError) as e:
+            raise ValueError(f"not a mesh snapshot: node record {i}: {e}") from e
+    snap = snapshot_from_states(states)
     return snap, {s.node_id: s.name or s.node_id for s in states}
 
 
@@ -123,4 +81,4 @@ def plan_from_file(path: Path) -> dict[str, Any]:
     placement = plan(snap)
     members = [{"id": nid, "name": name} for nid, name in sorted(names.items())]
     return {"placement": placement_to_json(placement, names), "nodes": names,
-            "members": members, "headroom": snap.headroom, "max_rtt_ms": snap.max_rtt_ms}
+            "members": members, "headroom": snap.headroom}

@@ -2,12 +2,15 @@
 
 Rules, in order:
   1. keep   - each model whose previous placement is still valid (hosts alive, holding the file,
-              not failed; workers alive, near and not failed; memory still fits) keeps it, so a
-              serving incumbent is never moved by an unrelated change. A split stays a split.
+              not failed; workers alive, near, of the host's llama.cpp build and not failed;
+              memory still fits) keeps it, so a serving incumbent is never moved by an
+              unrelated change. A split stays a split. The previous placement is what the
+              serving records say (snapshot.previous_placement): the same on every node.
   2. place  - every other model, and replicas still missing: solo on a holder that fits
               (preferring pin target, then incumbent, then most free memory, then id); else, for
               a splittable backend (llama), the best holder hosts and RPC workers are added by
-              free memory (skipping those above max_rtt_ms) until the shares fit; else unservable.
+              free memory (skipping those far from the host or of another llama.cpp build,
+              whose RPC protocol differs) until the shares fit; else unservable.
   3. fallback - an unservable MLX model is served as a placed llama export with the same key.
 Models are visited pinned first, then by memory descending, then id, in both passes.
 
@@ -43,12 +46,14 @@ from mesh_node.election.snapshot import (
     Candidate,
     Snapshot,
     WantedModel,
+    previous_placement,
     snapshot_from_members,
     snapshot_from_states,
 )
 from mesh_node.records import ModelPlacement, Placement, WorkerAssignment
 
-__all__ = ["Snapshot", "plan", "plan_from_file", "snapshot_from_members", "snapshot_from_states"]
+__all__ = ["Snapshot", "plan", "plan_from_file", "previous_placement", "snapshot_from_members",
+           "snapshot_from_states"]
 
 _BACKEND_LABEL = {"mlx": "MLX", "llama": "llama.cpp"}
 
@@ -89,15 +94,14 @@ def _previous(s: Snapshot, m: WantedModel) -> ModelPlacement | None:
     return s.previous.for_model(m.id) if s.previous is not None else None
 
 
-def _keep(s: Snapshot, m: WantedModel, led: _Ledger) -> ModelPlacement | None:
+def _keep(s: Snapshot, m: WantedModel, led: _Ledger, check_pin: bool = True
+          ) -> ModelPlacement | None:
     """The still-valid previous placement of m, reserved in the ledger; None to re-place it."""
     prev = _previous(s, m)
-    if prev is not None and (prev.served_as is not None or prev.mode == "unservable"):
+    if prev is None or prev.served_as is not None or prev.mode == "unservable":
         return None
-    # No previous plan (a fresh node): what the mesh is serving right now is the incumbent.
-    hosts = prev.hosts if prev is not None else tuple(
-        c.node_id for c in s.members if c.active(m.id, "host"))
-    if _pin_pending(s, m, hosts):
+    hosts = prev.hosts  # ranked: ready before starting, then served longest
+    if check_pin and _pin_pending(s, m, hosts):
         return None
     if prev is not None and prev.mode == "split":
         return _keep_split(s, m, prev, led)
@@ -164,6 +168,12 @@ def _place(s: Snapshot, m: WantedModel, led: _Ledger, kept: ModelPlacement | Non
         failed = ", ".join(f"{c.label}: {c.role_state(m.id, 'host')}" for c in holders)
         return _unservable(m, f"hosting failed on every holder ({failed})")
     pin_ids, pin_note = _pin_status(s, m, able, led)
+    if kept is None and not pin_ids and m.pins:
+        # pass 1 left the incumbent for a pin that, as it turns out, cannot take the model now:
+        # the incumbent stays (a fixed point), rather than a fresh choice that is no better
+        kept = _keep(s, m, led, check_pin=False)
+        if kept is not None and (kept.mode == "split" or len(kept.hosts) >= m.replicas):
+            return _with_reason(kept, f"{pin_note}; {kept.reason}")
     placed = _place_solo(s, m, able, led, kept, pin_ids)
     if placed is None and any(m.backend in c.splittable for c in able):
         placed = _place_split(s, m, able, led, pin_ids)
@@ -195,7 +205,7 @@ def _place_solo(s: Snapshot, m: WantedModel, able: list[Candidate], led: _Ledger
     if picks:
         fresh = _solo(m, picks, "fits solo on", s.headroom, incumbent=False)
         placed = fresh if kept is None else ModelPlacement(
-            m.id, "solo", m.backend, kept.hosts + fresh.hosts, (),
+            m.id, "solo", m.backend, tuple(sorted(kept.hosts + fresh.hosts)), (),
             f"{kept.reason}; {fresh.reason.replace('fits solo on', 'replica on', 1)}",
             None, m.memory_bytes)
     assert placed is not None
@@ -207,33 +217,47 @@ def _place_solo(s: Snapshot, m: WantedModel, able: list[Candidate], led: _Ledger
 
 def _place_split(s: Snapshot, m: WantedModel, able: list[Candidate], led: _Ledger,
                  pin_ids: set[str]) -> ModelPlacement | None:
+    """A split hosted by the first holder (pin, incumbent, most free, id) from which one fits;
+    unservable with the first host's shortfall when none does."""
     need = need_bytes(m.memory_bytes, s.headroom)
     inc = s.incumbent_hosts(m.id)
     hosts = [c for c in able if _can_split_host(m, c) and led.free[c.node_id] > 0]
     if not hosts:
         return _unservable(m, f"split needs {_needs(s, m)}, the holders have no free memory")
-    host = min(hosts, key=lambda c: (c.node_id not in pin_ids, c.node_id not in inc,
-                                     -led.free[c.node_id], c.node_id))
-    prev_workers = s.incumbent_workers(m.id)
-    near = [c for c in s.members if _worker_ok(s, m, c, host, led, check_rtt=False)
-            and led.free[c.node_id] > 0]
-    far = [c for c in near if not _rtt_ok(s, c)]
-    pool = sorted((c for c in near if _rtt_ok(s, c)),
-                  key=lambda c: (c.node_id not in prev_workers, -led.free[c.node_id], c.node_id))
-    skipped = "".join(f"; skipped {c.label} ({c.rtt_ms:.0f} ms > {s.max_rtt_ms:g} ms)"
-                      for c in far)
+    hosts.sort(key=lambda c: (c.node_id not in pin_ids, c.node_id not in inc,
+                              -led.free[c.node_id], c.node_id))
     head = (f"no single node has {fmt_bytes(need)} free ({_needs(s, m)}; largest holder offers "
             f"{fmt_bytes(max(led.free[c.node_id] for c in able))})")
+    first_short = ""
+    for host in hosts:
+        placed, short = _split_from(s, m, host, led, need, head)
+        if placed is not None:
+            return placed
+        first_short = first_short or short
+    return _unservable(m, first_short)
+
+
+def _split_from(s: Snapshot, m: WantedModel, host: Candidate, led: _Ledger, need: int,
+                head: str) -> tuple[ModelPlacement | None, str]:
+    """The split of m hosted on `host` with the fewest workers that fit, or why none fits."""
+    prev_workers = s.incumbent_workers(m.id)
+    near = [c for c in s.members if _worker_ok(s, m, c, host, led, check_link=False)
+            and led.free[c.node_id] > 0]
+    problems = {c.node_id: _link_problem(c, host) for c in near}
+    pool = sorted((c for c in near if problems[c.node_id] is None),
+                  key=lambda c: (c.node_id not in prev_workers, -led.free[c.node_id], c.node_id))
+    skipped = "".join(f"; skipped {c.label} ({problems[c.node_id]})" for c in near
+                      if problems[c.node_id] is not None)
     for n in range(1, len(pool) + 1):
         chosen = pool[:n]
         frees = [led.free[host.node_id], *(led.free[c.node_id] for c in chosen)]
         weights = list(split_weights(frees[0], frees[1:]))
         commits = split_commitments(need, weights)
         if all(b <= f for b, f in zip(commits, frees, strict=True)):
-            return _commit_split(s, m, host, chosen, weights, led, f"{head}; split", skipped)
+            return _commit_split(s, m, host, chosen, weights, led, f"{head}; split", skipped), ""
     offered = led.free[host.node_id] + sum(led.free[c.node_id] for c in pool)
-    return _unservable(m, f"split needs {fmt_bytes(need)} ({_needs(s, m)}), "
-                          f"the mesh offers {fmt_bytes(offered)}{skipped}")
+    return None, (f"split needs {fmt_bytes(need)} ({_needs(s, m)}), "
+                  f"the mesh offers {fmt_bytes(offered)}{skipped}")
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -242,15 +266,21 @@ def _can_split_host(m: WantedModel, c: Candidate) -> bool:
     return c.can_host(m) and m.backend in c.splittable and not c.failed(m.id, "host")
 
 
-def _rtt_ok(s: Snapshot, c: Candidate) -> bool:
-    return c.rtt_ms is None or c.rtt_ms <= s.max_rtt_ms
-
-
 def _worker_ok(s: Snapshot, m: WantedModel, c: Candidate, host: Candidate, led: _Ledger,
-               check_rtt: bool = True) -> bool:
+               check_link: bool = True) -> bool:
     """c can be an RPC worker of m's split hosted on host."""
     return (c.node_id != host.node_id and c.can_work() and not c.failed(m.id, "worker")
-            and c.node_id not in led.workers and (not check_rtt or _rtt_ok(s, c)))
+            and c.node_id not in led.workers
+            and (not check_link or _link_problem(c, host) is None))
+
+
+def _link_problem(c: Candidate, host: Candidate) -> str | None:
+    """Why c cannot serve host's split over RPC (None when it can)."""
+    if c.llama_build != host.llama_build:
+        return f"llama.cpp build {c.llama_build or '?'}, host has {host.llama_build or '?'}"
+    if not c.near(host):
+        return f"round trip to {host.label} above the max_rtt_ms limit"
+    return None
 
 
 def _pin_status(s: Snapshot, m: WantedModel, able: list[Candidate], led: _Ledger
@@ -289,7 +319,8 @@ def _solo(m: WantedModel, picks: list[tuple[Candidate, int]], verb: str, headroo
     reason = f"{verb} {first.label} ({tag}needs {fmt_need(m.memory_bytes, headroom)}, " \
              f"{fmt_bytes(free)} free)"
     reason += "".join(f"; replica on {c.label} ({fmt_bytes(f)} free)" for c, f in picks[1:])
-    hosts = tuple(c.node_id for c, _ in picks)
+    # replicas are a set: one canonical order, whichever pass chose them (a fixed point)
+    hosts = tuple(sorted(c.node_id for c, _ in picks))
     return ModelPlacement(m.id, "solo", m.backend, hosts, (), reason, None, m.memory_bytes)
 
 

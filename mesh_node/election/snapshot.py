@@ -1,5 +1,11 @@
 """The planner's input: live candidates, the models wanted, the previous placement (pure, frozen).
 
+Everything the plan reads comes from the gossiped records of the live members, so every node
+with the same view computes the same plan:
+- the previous placement is rebuilt from the serving records (a split host names its workers
+  and weights), ranked ready before starting, then longest serving, then node id;
+- the headroom is the largest any live member asks for; "far" (round trip above a node's
+  max_rtt_ms) is what the nodes themselves measured and published.
 Everything is normalised here (members sorted by node id, models by id, catalogs and serving
 sorted) so that `plan` is deterministic whatever order gossip delivered the records in.
 """
@@ -16,10 +22,11 @@ from mesh_node.records import (
     NodeState,
     Placement,
     Serving,
+    WorkerAssignment,
 )
 
 DEFAULT_HEADROOM = 1.1  # mesh-llm's rule: solo when memory >= 1.1x the model
-DEFAULT_MAX_RTT_MS = 80.0  # RPC workers further away than this are skipped
+DEFAULT_MAX_RTT_MS = 80.0  # RPC workers further away than this are skipped (config default)
 
 
 @dataclass(frozen=True)
@@ -35,8 +42,9 @@ class Candidate:
     unavailable: tuple[tuple[str, str], ...] = ()  # (backend, why not available)
     holds: tuple[str, ...] = ()  # model ids in its catalog (the file is on this node)
     serving: tuple[Serving, ...] = ()
-    rtt_ms: float | None = None  # None: not measured (treated as near)
+    far: tuple[str, ...] = ()  # peers this node measured beyond its max_rtt_ms (sorted)
     rpc_port: int = 50052  # where its RPC worker listens (NodeState.rpc_port)
+    llama_build: str = ""  # llama.cpp version line: the RPC protocol changes with the build
 
     @property
     def label(self) -> str:
@@ -67,6 +75,10 @@ class Candidate:
         """The node is starting or serving this role right now."""
         return self.role_state(model_id, role) in ("starting", "ready")
 
+    def near(self, other: Candidate) -> bool:
+        """Neither node measured the other beyond its round-trip limit."""
+        return other.node_id not in self.far and self.node_id not in other.far
+
 
 @dataclass(frozen=True)
 class WantedModel:
@@ -87,9 +99,8 @@ class Snapshot:
 
     members: tuple[Candidate, ...]
     models: tuple[WantedModel, ...]
-    previous: Placement | None = None
+    previous: Placement | None = None  # rebuilt from serving records by snapshot_from_states
     headroom: float = DEFAULT_HEADROOM
-    max_rtt_ms: float = DEFAULT_MAX_RTT_MS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "members", tuple(sorted(self.members, key=lambda c: c.node_id)))
@@ -121,19 +132,21 @@ class Snapshot:
                 if c.node_id in model.pins or (c.name and c.name in model.pins)]
 
 
-def candidate_from_state(state: NodeState, rtt_ms: float | None = None) -> Candidate:
+def candidate_from_state(state: NodeState) -> Candidate:
     """Build a planner candidate from a gossiped node state."""
     caps = sorted(state.capabilities, key=lambda c: (c.name, c.available, c.reason))
     available = sorted({c.name for c in caps if c.available})
     splittable = sorted({c.name for c in caps if c.available and c.splittable})
     unavailable = sorted({(c.name, c.reason) for c in caps if c.name not in available})
+    llama = state.capability("llama")
     return Candidate(
         node_id=state.node_id, name=state.name, address=state.address,
         memory_offered=max(0, state.memory_offered),
         backends=tuple(available), splittable=tuple(splittable), unavailable=tuple(unavailable),
         holds=tuple(sorted({m.id for m in state.catalog})),
         serving=tuple(sorted(state.serving, key=lambda s: (s.model, s.role, s.state, s.port))),
-        rtt_ms=rtt_ms, rpc_port=state.rpc_port,
+        far=tuple(sorted(set(state.far))), rpc_port=state.rpc_port,
+        llama_build=llama.version if llama is not None else "",
     )
 
 
@@ -184,32 +197,47 @@ def wanted_models(states: Iterable[NodeState]) -> tuple[WantedModel, ...]:
     return tuple(models[k] for k in sorted(models))
 
 
-def snapshot_from_states(
-    states: Iterable[NodeState],
-    rtt_ms: Mapping[str, float] | None = None,
-    previous: Placement | None = None,
-    headroom: float = DEFAULT_HEADROOM,
-    max_rtt_ms: float = DEFAULT_MAX_RTT_MS,
-) -> Snapshot:
-    """Snapshot of the live members' states (the caller passes only alive members)."""
-    rtts = rtt_ms or {}
+def _rank(c: Candidate, sv: Serving) -> tuple[bool, int, str]:
+    """Incumbents of one model: ready before starting, then served longest, then node id."""
+    return (not sv.ready, sv.ready_at if sv.ready_at > 0 else 1 << 62, c.node_id)
+
+
+def previous_placement(members: Iterable[Candidate]) -> Placement:
+    """The placement the mesh is carrying out now, from the live members' serving records."""
+    by_id = {c.node_id: c for c in members}
+    hosts: dict[str, list[tuple[tuple[bool, int, str], Candidate, Serving]]] = {}
+    for c in by_id.values():
+        for sv in c.serving:
+            if sv.role == "host" and sv.state in ("starting", "ready"):
+                hosts.setdefault(sv.model, []).append((_rank(c, sv), c, sv))
+    out = []
+    for model in sorted(hosts):
+        ranked = sorted(hosts[model], key=lambda t: t[0])
+        _, best, sv = ranked[0]
+        if sv.workers:  # a split: the host's record names its workers and weights
+            workers = tuple(WorkerAssignment(w, by_id[w].address if w in by_id else "",
+                                             by_id[w].rpc_port if w in by_id else 0, wt)
+                            for w, wt in sv.workers)
+            out.append(ModelPlacement(model, "split", sv.backend, (best.node_id,), workers,
+                                      "incumbent split"))
+        else:
+            solo = tuple(c.node_id for _, c, s in ranked if not s.workers)
+            out.append(ModelPlacement(model, "solo", sv.backend, solo, (), "incumbent"))
+    return Placement(tuple(out))
+
+
+def snapshot_from_states(states: Iterable[NodeState]) -> Snapshot:
+    """Snapshot of the live members' states (the caller passes only live members)."""
     by_id: dict[str, NodeState] = {}
     # Duplicate ids should not happen; keep one chosen by content so every node agrees.
     for st in sorted(states, key=lambda s: (s.node_id, repr(candidate_from_state(s)))):
         by_id[st.node_id] = st
     live = list(by_id.values())
-    members = tuple(candidate_from_state(s, rtts.get(s.node_id)) for s in live)
-    return Snapshot(members, wanted_models(live), previous, headroom, max_rtt_ms)
+    members = tuple(candidate_from_state(s) for s in live)
+    headroom = max((s.headroom for s in live), default=DEFAULT_HEADROOM)
+    return Snapshot(members, wanted_models(live), previous_placement(members), headroom)
 
 
-def snapshot_from_members(
-    views: Iterable[MemberView],
-    previous: Placement | None = None,
-    headroom: float = DEFAULT_HEADROOM,
-    max_rtt_ms: float = DEFAULT_MAX_RTT_MS,
-) -> Snapshot:
-    """Snapshot of a gossip view: alive members with a state record; rtt from the view."""
-    alive = [v for v in views if v.status == "alive" and v.state is not None]
-    states = [v.state for v in alive if v.state is not None]
-    rtts = {v.node_id: v.rtt_ms for v in alive if v.rtt_ms is not None}
-    return snapshot_from_states(states, rtts, previous, headroom, max_rtt_ms)
+def snapshot_from_members(views: Iterable[MemberView]) -> Snapshot:
+    """Snapshot of a gossip view: live members (records.is_live) with a valid state record."""
+    return snapshot_from_states(v.state for v in views if v.live and v.state is not None)

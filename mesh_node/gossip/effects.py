@@ -23,6 +23,7 @@ class MemberInfo:
     state: bytes | None
     state_version: int
     rtt_ms: float | None = None
+    load: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class MemberChanged:
 
     member: MemberInfo
     removed: bool = False
+    load_only: bool = False  # only the volatile load moved (no re-plan needed)
 
 
 @dataclass(frozen=True)

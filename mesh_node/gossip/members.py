@@ -1,11 +1,12 @@
 """Member records and their merge: a join-semilattice, like memberlist's state merge.
 
-A record carries two independent orders:
+A record carries three independent orders:
 - liveness, ordered by (incarnation, status rank): alive < suspect < dead < left at one
   incarnation, so a suspicion beats the alive it doubts and only a higher incarnation (which
   only the node itself issues, to refute) revives it;
 - the node's state record, ordered by (state incarnation, version), with "bytes present" above
-  "digest only" at one key (a digest announces a version that is fetched over TCP).
+  "digest only" at one key (a digest announces a version that is fetched over TCP);
+- the node's volatile load, ordered by its own load counter (never fetched, never versioned).
 Ties between different payloads (only possible with duplicate node ids) break on the payload
 itself, so `merge` is commutative, associative and idempotent (see tests/unit/test_gossip_merge).
 """
@@ -35,6 +36,10 @@ class Update:
     state_version: int = 0  # 0: no state record published yet
     state: bytes | None = None  # None with a version > 0: digest only, fetch it over TCP
     origin: str = ""  # who declared suspect/dead (counts independent suspicion confirmations)
+    # volatile load (requests in flight...), ordered by the node's own load counter only: it
+    # rides every update unversioned, so it never makes a peer fetch the state record
+    load_seq: int = 0
+    load: bytes = b""
 
     @property
     def addr(self) -> tuple[str, int]:
@@ -55,13 +60,20 @@ def state_key(u: Update) -> tuple[int, int, bool, bytes]:
     return (u.state_inc, u.state_version, u.state is not None, u.state or b"")
 
 
+def load_key(u: Update) -> tuple[int, bytes]:
+    """Load order: the node's own load counter, then the bytes (ties only with duplicate ids)."""
+    return (u.load_seq, u.load)
+
+
 def merge(a: Update, b: Update) -> Update:
     """Least upper bound of two records about the same node."""
     if a.node != b.node:
         raise ValueError("merge of records about different nodes")
     live = a if live_key(a) >= live_key(b) else b
     st = a if state_key(a) >= state_key(b) else b
-    return replace(live, state_inc=st.state_inc, state_version=st.state_version, state=st.state)
+    ld = a if load_key(a) >= load_key(b) else b
+    return replace(live, state_inc=st.state_inc, state_version=st.state_version, state=st.state,
+                   load_seq=ld.load_seq, load=ld.load)
 
 
 def merge_tables(a: Mapping[str, Update], b: Mapping[str, Update]) -> dict[str, Update]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from mesh_node.gossip.effects import Addr, Effect, Log, Send
 from mesh_node.gossip.members import Update
 from mesh_node.gossip.suspicion import Awareness
-from mesh_node.gossip.wire import Ack, Message, Nack, Ping, PingReq
+from mesh_node.gossip.wire import MAX_COUNTER, Ack, Message, Nack, Ping, PingReq
 from mesh_node.timing import Timings
 
 # The relay nacks at 80% of probe_timeout so the nack lands before the requester's probe
@@ -88,7 +88,7 @@ class ProbeMixin:
         return [x for x in self.rng.sample(self._live, pool) if x != exclude][:k]
 
     def _next_seq(self) -> int:
-        self._seq += 1
+        self._seq = self._seq % MAX_COUNTER + 1  # wraps inside the wire bound
         return self._seq
 
     # --- timers -------------------------------------------------------------------------

@@ -11,10 +11,7 @@ import os
 import random
 import socket
 from collections import deque
-from dataclasses import dataclass
-from typing import Any
 
-import msgpack
 import structlog
 import trio
 
@@ -25,7 +22,6 @@ from mesh_node.security import MeshKeys
 from mesh_node.timing import DEFAULT_TIMINGS, Timings
 
 log = structlog.get_logger("mesh_node.gossip")
-PUSH_PULL_TIMEOUT = 5.0  # one TCP exchange on a LAN; a stuck peer must not pin a task
 INBOUND_SYNC_MAX = 4  # push-pulls served at once: memory stays under 4 x MAX_FRAME (x2 copy)
 REPLAY_WINDOW = 8192  # nonces remembered (about 20 s of traffic at N = 100)
 SUBSCRIBER_BUFFER = 256
@@ -33,34 +29,6 @@ _STATS = ("sent_bytes", "sent_packets", "recv_bytes", "recv_packets", "dropped_a
           "dropped_malformed", "dropped_version", "dropped_oversize", "dropped_replay",
           "send_errors", "pushpull_ok", "pushpull_failed", "pushpull_refused",
           "subscriber_overflow")
-
-
-@dataclass(frozen=True)
-class MemberSnapshot:
-    node_id: str
-    status: str
-    incarnation: int
-    address: str
-    port: int
-    state: dict[str, Any] | None
-    rtt_ms: float | None
-
-
-def _decode_state(raw: bytes | None) -> dict[str, Any] | None:
-    state: dict[str, Any] | None = None
-    if raw is not None:
-        try:
-            obj = msgpack.unpackb(raw, raw=False)
-            state = obj if isinstance(obj, dict) else None
-        except Exception:  # a peer's record is data, never a reason to crash
-            state = None
-    return state
-
-
-def _snapshot(m: MemberInfo, state: dict[str, Any] | None = None) -> MemberSnapshot:
-    if state is None:
-        state = _decode_state(m.state)
-    return MemberSnapshot(m.node, m.status, m.incarnation, m.address, m.port, state, m.rtt_ms)
 
 
 class GossipService:
@@ -73,12 +41,13 @@ class GossipService:
         self.keys = keys
         self.stats: dict[str, int] = dict.fromkeys(_STATS, 0)
         self._bind = (bind_host, port)
+        self._timings = timings
+        self.joined = trio.Event()  # set by the first completed push-pull with any peer
         self._core = Swim(node_id, advertise, rng or random.Random(), timings, 0.0)
         self._pending: list[Effect] = []
         self._poke = trio.Event()
-        self._decoded: dict[str, tuple[bytes | None, dict[str, Any] | None]] = {}
         self._inbound_syncs = 0
-        self._subs: list[trio.MemorySendChannel[MemberSnapshot]] = []
+        self._subs: list[trio.MemorySendChannel[MemberChanged]] = []
         self._nonces: deque[bytes] = deque()
         self._seen: set[bytes] = set()
         self._syncing: set[Addr] = set()
@@ -101,9 +70,14 @@ class GossipService:
                 nursery.start_soon(self._timer_loop)
                 task_status.started((self._bind[0], port))
 
-    def set_local_state(self, record: dict[str, Any]) -> None:
-        """Publish this node's state record (records.NodeState.to_wire())."""
-        self._core.set_local_state(msgpack.packb(record, use_bin_type=True))
+    def set_local_state(self, record: bytes) -> None:
+        """Publish this node's state record (records_wire.encode_state)."""
+        self._core.set_local_state(record)
+        self._poke.set()
+
+    def set_local_load(self, load: bytes) -> None:
+        """Publish this node's volatile load (records_wire.encode_load); unversioned."""
+        self._core.set_local_load(load)
         self._poke.set()
 
     def add_seed(self, host: str, port: int) -> None:
@@ -111,21 +85,14 @@ class GossipService:
         self._pending += self._core.join([(host, port)])
         self._poke.set()
 
-    def members(self) -> list[MemberSnapshot]:
-        """Every member, self included; a record is decoded once per version (same dict object
-        until it changes, so callers may cache by identity)."""
-        out = []
-        for m in self._core.members():
-            hit = self._decoded.get(m.node)
-            if hit is None or hit[0] is not m.state:
-                hit = (m.state, _decode_state(m.state))
-                self._decoded[m.node] = hit
-            out.append(_snapshot(m, hit[1]))
-        return out
+    def members(self) -> list[MemberInfo]:
+        """Every member, self included, with its raw state bytes (the same bytes object until
+        the record changes, so the mesh view decodes each version once)."""
+        return self._core.members()
 
-    def subscribe(self) -> trio.MemoryReceiveChannel[MemberSnapshot]:
+    def subscribe(self) -> trio.MemoryReceiveChannel[MemberChanged]:
         """Member change notifications; a slow reader loses events, never blocks gossip."""
-        send, recv = trio.open_memory_channel[MemberSnapshot](SUBSCRIBER_BUFFER)
+        send, recv = trio.open_memory_channel[MemberChanged](SUBSCRIBER_BUFFER)
         self._subs.append(send)
         return recv
 
@@ -192,13 +159,17 @@ class GossipService:
                     self._syncing.add(e.addr)
                     self._nursery.start_soon(self._push_pull, e.addr, e.join)
             elif isinstance(e, MemberChanged):
-                self._notify(_snapshot(e.member))
+                self._notify(e)
             elif isinstance(e, Log):
                 log.info(e.event, **e.fields)
 
     async def _send(self, e: Send) -> None:
         assert self._udp is not None
-        data = seal(self.keys, e.msg, os.urandom(NONCE_LEN))
+        try:
+            data = seal(self.keys, e.msg, os.urandom(NONCE_LEN))
+        except (WireError, ValueError, OverflowError):  # never let one message stop the loop
+            self.stats["send_errors"] += 1
+            return
         try:
             await self._udp.sendto(data, e.addr)
         except OSError:
@@ -207,10 +178,10 @@ class GossipService:
         self.stats["sent_packets"] += 1
         self.stats["sent_bytes"] += len(data)
 
-    def _notify(self, snap: MemberSnapshot) -> None:
+    def _notify(self, change: MemberChanged) -> None:
         for s in list(self._subs):
             try:
-                s.send_nowait(snap)
+                s.send_nowait(change)
             except trio.WouldBlock:
                 self.stats["subscriber_overflow"] += 1
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -219,13 +190,14 @@ class GossipService:
     # --- push-pull (TCP) ----------------------------------------------------------------
     async def _push_pull(self, addr: Addr, join: bool) -> None:
         try:
-            with trio.fail_after(PUSH_PULL_TIMEOUT):
+            with trio.fail_after(self._timings.push_pull_timeout):
                 stream = await trio.open_tcp_stream(*addr)
                 async with stream:
                     await _send_frame(stream, self._seal_state(join))
                     reply = self._open_state(await _recv_frame(stream))
             self.stats["pushpull_ok"] += 1
             if reply is not None:
+                self.joined.set()
                 await self._carry(self._core.on_message(addr, reply, trio.current_time()))
                 self._poke.set()
         except (OSError, trio.TooSlowError, trio.BrokenResourceError, WireError):
@@ -246,12 +218,13 @@ class GossipService:
 
     async def _serve_sync(self, stream: trio.SocketStream) -> None:
         try:
-            with trio.fail_after(PUSH_PULL_TIMEOUT):
+            with trio.fail_after(self._timings.push_pull_timeout):
                 async with stream:
                     req = self._open_state(await _recv_frame(stream))
                     if req is None:
                         return
                     await _send_frame(stream, self._seal_state(False))
+            self.joined.set()  # a peer pushed its table to us: we have met the mesh
             # a push-pull names its members itself: the TCP source port means nothing
             await self._carry(self._core.on_message(("", 0), req, trio.current_time()))
             self._poke.set()

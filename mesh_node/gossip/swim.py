@@ -12,6 +12,12 @@ The core never touches a socket, clock or global randomness: the shell passes `n
   records too big for a datagram. A push-pull "dead" is only believed as "suspect".
 - Two live processes claiming one node id with different addresses: the first address stays,
   the other is counted and logged as `duplicate_node_id`.
+- News that is not `alive` about a member this node does not know (never met, or reclaimed) is
+  ignored, as memberlist does: a lagging suspicion must not bring a reclaimed member back.
+  Tombstones (dead/left records) are kept for `dead_reclaim`, longer than two push-pull rounds.
+- A state record announced by digest is fetched over TCP, and fetched again every
+  `state_fetch_retry` until it arrives: a throttled or failed fetch is never lost.
+- Counters (incarnation, version, load sequence) never pass the wire bound MAX_COUNTER.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from mesh_node.gossip.effects import Addr, Effect, Log, MemberChanged, MemberInfo, Send, Sync
-from mesh_node.gossip.members import LIVE, Update, merge, state_key
+from mesh_node.gossip.members import LIVE, Update, load_key, merge, state_key
 from mesh_node.gossip.probe import ProbeMixin
 from mesh_node.gossip.suspicion import (
     Awareness,
@@ -33,7 +39,7 @@ from mesh_node.gossip.suspicion import (
     retransmit_limit,
     suspicion_bounds,
 )
-from mesh_node.gossip.wire import Gossip, Message, PushPull, fit
+from mesh_node.gossip.wire import MAX_COUNTER, Gossip, Message, PushPull, fit
 from mesh_node.timing import DEFAULT_TIMINGS, Timings
 
 _EVENTS = {"suspect": "member_suspected", "dead": "member_dead", "left": "member_left"}
@@ -55,6 +61,8 @@ class Swim(ProbeMixin):
         self.inc = 0
         self.version = 0
         self.record: bytes | None = None
+        self.load_seq = 0
+        self.load = b""
         self.leaving = False
         self.counters: defaultdict[str, int] = defaultdict(int)
         self.table: dict[str, Update] = {}
@@ -64,6 +72,7 @@ class Swim(ProbeMixin):
         self._susp: dict[str, Suspicion] = {}
         self._gone: set[str] = set()  # dead/left, reclaimed after dead_reclaim
         self._fetch_at: dict[str, float] = {}
+        self._wanted: dict[str, float] = {}  # node -> when to fetch its announced record again
         self._seeds: list[Addr] = []
         self._bq = BroadcastQueue()
         self._aware = Awareness(timings.awareness_max)
@@ -76,8 +85,16 @@ class Swim(ProbeMixin):
     # --- public surface ---------------------------------------------------------------
     def set_local_state(self, record: bytes) -> None:
         """Publish a new state record (bumps its version)."""
-        self.version += 1
+        self.version = min(self.version + 1, MAX_COUNTER)
         self.record = record
+        self._refresh_self()
+
+    def set_local_load(self, load: bytes) -> None:
+        """Publish new volatile load (unversioned: it never triggers a state fetch)."""
+        if load == self.load:
+            return
+        self.load_seq = min(self.load_seq + 1, MAX_COUNTER)
+        self.load = load
         self._refresh_self()
 
     def join(self, seeds: Iterable[Addr]) -> list[Effect]:
@@ -141,6 +158,7 @@ class Swim(ProbeMixin):
         if now >= self._next_reclaim:
             self._next_reclaim = now + 1.0
             out += self._reclaim(now)
+        out += self._refetch(now)
         return out
 
     def next_deadline(self) -> float:
@@ -150,6 +168,7 @@ class Swim(ProbeMixin):
             ds.append(self._next_gossip)
         if self._gone:
             ds.append(self._next_reclaim)
+        ds += self._wanted.values()
         ds += [s.deadline() for s in self._susp.values()]
         return min(ds)
 
@@ -168,12 +187,13 @@ class Swim(ProbeMixin):
         r = self.table[node]
         rtt = self._rtt.get(node)
         return MemberInfo(node, r.status, r.incarnation, r.address, r.port, self._full.get(node),
-                          r.state_version, None if rtt is None else rtt * 1000.0)
+                          r.state_version, None if rtt is None else rtt * 1000.0, r.load)
 
     # --- merge policy -----------------------------------------------------------------
     def _self_record(self) -> Update:
         return Update(self.id, "left" if self.leaving else "alive", self.inc, self.addr[0],
-                      self.addr[1], self.inc, self.version, self.record)
+                      self.addr[1], self.inc, self.version, self.record, "", self.load_seq,
+                      self.load)
 
     def _refresh_self(self) -> None:
         rec = self._self_record()
@@ -188,7 +208,8 @@ class Swim(ProbeMixin):
         if pushpull and u.status == "dead":
             u = replace(u, status="suspect")  # trust only our own probes for a death
         old = self.table.get(u.node)
-        if old is None and u.status not in LIVE:
+        if old is None and u.status != "alive":
+            self.counters["ignored_unknown"] += 1  # memberlist: no suspect/dead of strangers
             return []
         if old is not None and old.status in LIVE and u.addr != old.addr:
             return self._conflict(old, u)
@@ -209,16 +230,41 @@ class Swim(ProbeMixin):
         if changed:
             self._bq.enqueue(new)
             out.append(MemberChanged(self._info(u.node)))
+        elif old is not None and load_key(new) != load_key(old):
+            self.table[u.node] = new
+            self._bq.enqueue(new)
+            out.append(MemberChanged(self._info(u.node), load_only=True))
         return out
 
     def _state_changed(self, new: Update, now: float) -> list[Effect]:
         if new.state is not None:
             self._full[new.node] = new.state
+            self._wanted.pop(new.node, None)
             return []
-        if new.state_version == 0 or now - self._fetch_at.get(new.node, -1e9) < 2.0:
+        if new.state_version == 0:
             return []
-        self._fetch_at[new.node] = now  # at most one pull per node per 2 s
+        retry = self.t.state_fetch_retry
+        if now - self._fetch_at.get(new.node, -1e9) < retry:
+            # throttled, not dropped: fetched when the throttle ends (memberlist re-pulls too)
+            self._wanted.setdefault(new.node, self._fetch_at[new.node] + retry)
+            return []
+        self._fetch_at[new.node] = now
+        self._wanted[new.node] = now + retry  # again, if this one fails
         return [Sync(new.addr)]
+
+    def _refetch(self, now: float) -> list[Effect]:
+        """Fetch again each announced record that has not arrived by its retry time."""
+        out: list[Effect] = []
+        for node, due in list(self._wanted.items()):
+            rec = self.table.get(node)
+            if rec is None or rec.state is not None or rec.status not in LIVE:
+                del self._wanted[node]
+            elif now >= due:
+                self._fetch_at[node] = now
+                self._wanted[node] = now + self.t.state_fetch_retry
+                self.counters["state_refetch"] += 1
+                out.append(Sync(rec.addr))
+        return out
 
     def _status_changed(self, old: Update | None, new: Update, now: float) -> list[Effect]:
         node = new.node
@@ -252,9 +298,15 @@ class Swim(ProbeMixin):
             return [Log("duplicate_node_id", {"node": self.id, "peer": u.node,
                                               "address": f"{self.addr[0]}:{self.addr[1]}",
                                               "claimed": f"{u.address}:{u.port}"})]
+        if u.load_seq > self.load_seq:  # our load counter from an earlier life: jump past it
+            self.load_seq = min(u.load_seq + 1, MAX_COUNTER)
+            self._refresh_self()
         if self.leaving or not self._threat(u):
             return []
-        self.inc = max(u.incarnation, u.state_inc, self.inc) + 1
+        if self.inc >= MAX_COUNTER:  # only a forger reaches the bound: refuse to wrap
+            self.counters["incarnation_exhausted"] += 1
+            return []
+        self.inc = min(max(u.incarnation, u.state_inc, self.inc) + 1, MAX_COUNTER)
         self._aware.apply(1)  # being suspected hints that we are the slow one
         self._refresh_self()
         self.counters["refuted"] += 1
@@ -301,7 +353,8 @@ class Swim(ProbeMixin):
         out: list[Effect] = []
         for node in [x for x in self._gone if now - self._since[x] >= self.t.dead_reclaim]:
             info = self._info(node)
-            for d in (self.table, self._since, self._full, self._rtt, self._fetch_at):
+            for d in (self.table, self._since, self._full, self._rtt, self._fetch_at,
+                      self._wanted):
                 d.pop(node, None)
             self._gone.discard(node)
             out += [MemberChanged(info, removed=True),

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from mesh_node.gossip.members import RANK, STATUSES, Update
 from mesh_node.security import MeshKeys
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: bounded fields, volatile load beside each update
 NONCE_LEN = 12
 TAG_LEN = 16
 OVERHEAD = 1 + NONCE_LEN + TAG_LEN
@@ -32,6 +32,14 @@ PLAIN_BUDGET = MAX_DATAGRAM - OVERHEAD
 # state records is ~4 MB; a record carries a catalog summary, typically well under 4 kB.
 MAX_FRAME = 8 * 1024 * 1024
 INLINE_STATE_MAX = 640  # bigger records travel as digests and are pulled over TCP
+# Bounds checked at decode: a counter (incarnation, version, sequence) is a uint32 on the wire,
+# as in memberlist; the core never issues one past MAX_COUNTER (so it can always encode it).
+MAX_COUNTER = 2**32 - 1
+MAX_ID = 128  # node ids are 32 hex chars; names of members never exceed this
+MAX_ADDR = 64
+MAX_STATE = 256 * 1024  # one state record (records_wire.MAX_STATE_BYTES)
+MAX_LOAD = 256
+MAX_UPDATES = 8192  # one push-pull table
 
 Reason = Literal["auth", "malformed", "version", "oversize"]
 
@@ -95,7 +103,7 @@ _KINDS: dict[type[Any], int] = {Ping: 0, Ack: 1, PingReq: 2, Nack: 3, Gossip: 4,
 
 def _pack_update(u: Update) -> list[Any]:
     return [u.node, RANK[u.status], u.incarnation, u.address, u.port,
-            u.state_inc, u.state_version, u.state, u.origin]
+            u.state_inc, u.state_version, u.state, u.origin, u.load_seq, u.load]
 
 
 def _head(msg: Message) -> list[Any]:
@@ -180,7 +188,7 @@ def _decode(obj: Any) -> Message:
     if not isinstance(obj, list) or len(obj) < 3:
         raise WireError("malformed", "not a message")
     kind, *head, raw_updates = obj
-    if not isinstance(raw_updates, list):
+    if not isinstance(raw_updates, list) or len(raw_updates) > MAX_UPDATES:
         raise WireError("malformed", "updates")
     ups = tuple(_decode_update(x) for x in raw_updates)
     shapes: dict[Any, tuple[type[Any], ...]] = {
@@ -192,19 +200,39 @@ def _decode(obj: Any) -> Message:
         raise WireError("malformed", f"kind {kind!r}")
     if not all(type(v) is t for v, t in zip(head, shape, strict=True)):
         raise WireError("malformed", "field types")
+    if not all(_bounded(v) for v in head):
+        raise WireError("malformed", "field bounds")
+    if kind == 2 and not 0 <= head[4] < 65536:
+        raise WireError("malformed", "port")
     ctor: list[type[Any]] = [Ping, Ack, PingReq, Nack, Gossip, PushPull]
     msg: Message = ctor[kind](*head, updates=ups)
     return msg
 
 
+def _bounded(v: Any) -> bool:
+    """A head field within its bounds: counters are uint32, strings short."""
+    if type(v) is int:
+        return 0 <= v <= MAX_COUNTER
+    if type(v) is str:
+        return len(v) <= MAX_ID
+    return True
+
+
+def _counter(v: Any) -> bool:
+    return type(v) is int and 0 <= v <= MAX_COUNTER
+
+
 def _decode_update(x: Any) -> Update:
-    if not isinstance(x, list) or len(x) != 9:
+    if not isinstance(x, list) or len(x) != 11:
         raise WireError("malformed", "update")
-    node, rank, inc, addr, port, sinc, sver, state, origin = x
-    ok = (type(node) is str and type(rank) is int and 0 <= rank < len(STATUSES)
-          and type(inc) is int and inc >= 0 and type(addr) is str and type(port) is int
-          and 0 <= port < 65536 and type(sinc) is int and sinc >= 0 and type(sver) is int
-          and sver >= 0 and (state is None or type(state) is bytes) and type(origin) is str)
+    node, rank, inc, addr, port, sinc, sver, state, origin, lseq, load = x
+    ok = (type(node) is str and 0 < len(node) <= MAX_ID and type(rank) is int
+          and 0 <= rank < len(STATUSES) and _counter(inc) and type(addr) is str
+          and len(addr) <= MAX_ADDR and type(port) is int and 0 <= port < 65536
+          and _counter(sinc) and _counter(sver)
+          and (state is None or (type(state) is bytes and len(state) <= MAX_STATE))
+          and type(origin) is str and len(origin) <= MAX_ID and _counter(lseq)
+          and type(load) is bytes and len(load) <= MAX_LOAD)
     if not ok:
         raise WireError("malformed", "update fields")
-    return Update(node, STATUSES[rank], inc, addr, port, sinc, sver, state, origin)
+    return Update(node, STATUSES[rank], inc, addr, port, sinc, sver, state, origin, lseq, load)

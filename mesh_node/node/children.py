@@ -19,9 +19,9 @@ from mesh_node.catalog.entry import CatalogEntry
 from mesh_node.config.model import Config
 from mesh_node.election.roles import HostRole
 from mesh_node.records import Serving
+from mesh_node.timing import DEFAULT_TIMINGS, Timings
 
 log = structlog.get_logger("mesh_node.children")
-FAILED_COOLDOWN_S = 60.0  # a failed host is not re-elected for this long (avoids flapping)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -39,7 +39,12 @@ class _Host:
     entry: CatalogEntry
     backend: str
     failed: str = ""  # set when the child could not even be built (binary missing)
-    split: bool = False
+    workers: tuple[tuple[str, float], ...] = ()  # a split's RPC workers and weights
+    ready_at: int = 0  # wall second it first became ready (incumbent rank), 0 before
+
+    @property
+    def split(self) -> bool:
+        return bool(self.workers)
 
     def published(self, state: str) -> str:
         """The state gossiped for this host. A split host fails whenever one of its RPC
@@ -55,7 +60,8 @@ class BackendChildren:
     """Idempotent start/stop of this node's backend children."""
 
     def __init__(self, supervisor: Supervisor, config: Config, address: str,
-                 on_change: Callable[[], None]) -> None:
+                 on_change: Callable[[], None], timings: Timings = DEFAULT_TIMINGS) -> None:
+        self._timings = timings
         self._sup = supervisor
         self._config = config
         self._address = address
@@ -97,7 +103,8 @@ class BackendChildren:
         log.info("backend_starting", model=role.model, backend=entry.backend, port=port,
                  workers=[f"{w.address}:{w.rpc_port}" for w in role.workers])
         self._hosts[role.model] = _Host(role.key, spec.name, port, entry, entry.backend,
-                                        split=bool(role.workers))
+                                        workers=tuple((w.node_id, w.weight)
+                                                      for w in role.workers))
         await self._sup.start(spec)
         self._on_change()
 
@@ -106,7 +113,7 @@ class BackendChildren:
         if cur is not None:
             state = cur.published(cur.failed or self._child_state(cur.child))
             if state.startswith("failed"):
-                self._failed[model] = (state, time.monotonic() + FAILED_COOLDOWN_S)
+                self._failed[model] = (state, time.monotonic() + self._timings.failed_cooldown)
         if cur is not None and cur.child:
             log.info("backend_stopping", model=model)
             await self._sup.stop(cur.child)
@@ -153,7 +160,10 @@ class BackendChildren:
         api_port = self._config.api.port
         for model, h in sorted(self._hosts.items()):
             state = h.published(h.failed or self._child_state(h.child))
-            out.append(Serving(model, "host", h.backend, state == "ready", api_port, state))
+            if state == "ready" and not h.ready_at:
+                h.ready_at = int(time.time())
+            out.append(Serving(model, "host", h.backend, state == "ready", api_port, state,
+                               h.workers, h.ready_at if state == "ready" else 0))
         now = time.monotonic()
         for model, (state, until) in sorted(self._failed.items()):
             if until <= now:

@@ -1,9 +1,11 @@
-"""`NodeContext`: the node's implementation of the API's `MeshContext`, over gossip + election."""
+"""`NodeContext`: the node's implementation of the API's `MeshContext`, over the mesh view, the
+election and the local children; `Counters`: every room's protocol counters in one place."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -12,21 +14,43 @@ from mesh_node.api.context import Route
 from mesh_node.api.resolve import resolve_name, routes_for
 from mesh_node.catalog.entry import CatalogEntry
 from mesh_node.config.model import Config
-from mesh_node.records import MemberView, NodeState, Placement
+from mesh_node.discovery.mdns import MdnsDiscovery
+from mesh_node.election.service import ElectionService
+from mesh_node.gossip.shell import GossipService
+from mesh_node.node.children import BackendChildren
+from mesh_node.node.local import LocalState
+from mesh_node.node.view import MeshView
+from mesh_node.records import NodeState, Placement
 from mesh_node.security import MeshKeys
 from mesh_node.status.events import EventHub
 from mesh_node.status.view import build_status
+
+
+@dataclass
+class Counters:
+    """Protocol counters of every room, read at each status/metrics request. mDNS joins later
+    (it starts after the API), so it is an attribute that starts empty, never a forward read."""
+
+    gossip: GossipService
+    view: MeshView
+    mdns: MdnsDiscovery | None = None
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {f"gossip_{k}": v for k, v in self.gossip.stats.items()}
+        out.update({f"gossip_{k}": v for k, v in self.gossip.counters.items()})
+        out.update({f"records_dropped_{k}": v for k, v in self.view.dropped.items()})
+        if self.mdns is not None:
+            out.update({f"mdns_{k}": v for k, v in self.mdns.counters.as_dict().items()})
+        return out
 
 
 class NodeContext:
     """Reads the live view; every method is cheap and non-blocking."""
 
     def __init__(self, *, config: Config, node_id: str, keys: MeshKeys, events: EventHub,
-                 members: Callable[[], list[MemberView]], placement: Callable[[], Placement],
-                 local_backends: Callable[[], Mapping[str, tuple[int, str | None]]],
-                 catalog: list[CatalogEntry], counters: Callable[[], dict[str, int]],
-                 planned: Callable[[], bool], address: str, me: Callable[[], NodeState],
-                 started_at: float) -> None:
+                 view: MeshView, election: ElectionService, children: BackendChildren,
+                 local: LocalState, catalog: list[CatalogEntry], counters: Counters,
+                 address: str, started_at: float) -> None:
         self.node_id = node_id
         self.node_name = config.node.name
         self.keys = keys
@@ -35,15 +59,23 @@ class NodeContext:
         self.events = events
         self.config = config
         self.address = address
-        self._members = members
-        self._placement = placement
-        self._local_backends = local_backends
+        self._members = view.members
+        self._election = election
+        self._local_backends = children.local_backends
         self._catalog = catalog
         self._counters = counters
-        self._planned = planned
-        self._me = me
+        self._local = local
         self._started = started_at
         self._changed = trio.Event()
+
+    def _placement(self) -> Placement:
+        return self._election.placement
+
+    def _planned(self) -> bool:
+        return self._election.planned_once
+
+    def _me(self) -> NodeState:
+        return self._local.state
 
     # --- change notification -------------------------------------------------------------
     def notify_change(self) -> None:
@@ -57,7 +89,7 @@ class NodeContext:
 
     # --- models and routes ---------------------------------------------------------------
     def _states(self) -> list[NodeState]:
-        return [m.state for m in self._members() if m.status == "alive" and m.state is not None]
+        return [m.state for m in self._members() if m.live and m.state is not None]
 
     def _entries(self) -> list[dict[str, Any]]:
         seen: dict[str, dict[str, Any]] = {}
@@ -93,11 +125,10 @@ class NodeContext:
                           self._local_backends())
 
     def host_alive(self, node_id: str) -> bool:
-        return any(m.node_id == node_id and m.status in ("alive", "suspect")
-                   for m in self._members())
+        return any(m.node_id == node_id and m.live for m in self._members())
 
     def inflight(self) -> Mapping[str, int]:
-        return {st.node_id: st.inflight for st in self._states()}
+        return {m.node_id: m.load.inflight for m in self._members() if m.live}
 
     def readiness(self) -> tuple[bool, str]:
         if not self._planned():

@@ -24,7 +24,7 @@ def member_entry(m: MemberView) -> dict[str, Any]:
         "memory_free": s.memory_free if s else 0,
         "serving": [{"model": v.model, "role": v.role, "backend": v.backend, "ready": v.ready,
                      "state": v.state} for v in (s.serving if s else ())],
-        "inflight": s.inflight if s else 0,
+        "inflight": m.load.inflight,
     }
 
 
@@ -42,28 +42,29 @@ def catalog_entries(members: Sequence[MemberView]) -> list[dict[str, Any]]:
     return [merged[k] for k in sorted(merged)]
 
 
-def _ready_hosts(p: ModelPlacement, states: Mapping[str, NodeState]) -> list[str]:
-    return [h for h in p.hosts if h in states and any(
-        s.model == p.model and s.role == "host" and s.ready for s in states[h].serving)]
+def _ready_hosts(p: ModelPlacement, members: Mapping[str, MemberView]) -> list[str]:
+    """Hosts of p that are usable now (records.MemberView.serves: the one rule)."""
+    return [h for h in p.hosts if h in members and members[h].serves(p.model)]
 
 
 def placement_entries(placement: Placement, members: Sequence[MemberView]) -> list[dict[str, Any]]:
     """The placement with names, reasons and readiness (ready: some host says so in gossip)."""
     states = {m.node_id: m.state for m in members if m.state is not None}
     names = {k: s.name for k, s in states.items()}
+    by_id = {m.node_id: m for m in members}
     return [{
         "model": p.model, "mode": p.mode, "backend": p.backend,
         "hosts": [{"id": h, "name": names.get(h, "")} for h in p.hosts],
         "workers": [{"id": w.node_id, "name": names.get(w.node_id, ""), "weight": w.weight}
                     for w in p.workers],
-        "reason": p.reason, "served_as": p.served_as, "ready": bool(_ready_hosts(p, states)),
+        "reason": p.reason, "served_as": p.served_as, "ready": bool(_ready_hosts(p, by_id)),
     } for p in sorted(placement.models, key=lambda x: x.model)]
 
 
 def model_entries(placement: Placement, members: Sequence[MemberView]) -> list[dict[str, Any]]:
     """/v1/models entries (id, aliases, key, backend, mode, hosts, ready) for the whole mesh."""
     plans = {p.model: p for p in placement.models}
-    states = {m.node_id: m.state for m in members if m.state is not None}
+    by_id = {m.node_id: m for m in members}
     out = []
     for e in catalog_entries(members):
         p = plans.get(e["id"])
@@ -71,7 +72,7 @@ def model_entries(placement: Placement, members: Sequence[MemberView]) -> list[d
                     "backend": p.backend if p else e["backend"],
                     "mode": p.mode if p else "unplanned",
                     "hosts": list(p.hosts) if p else [],
-                    "ready": bool(p and _ready_hosts(p, states))})
+                    "ready": bool(p and _ready_hosts(p, by_id))})
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mesh_node.records import (
     BackendCapability,
+    Load,
     MemberView,
     ModelPlacement,
     ModelSummary,
@@ -27,12 +28,12 @@ def sample_members() -> list[MemberView]:
     a = NodeState("n1", "studio", "10.77.0.1", 9337, 9338, 16 * GIB, 12 * GIB, (LLAMA, MLX_NO),
                   (GEMMA, QWEN), (Serving(GEMMA.id, "host", "llama", True, 9337, "ready"),
                                   Serving(QWEN.id, "host", "llama", False, 9337, "starting")),
-                  inflight=2, version="0.1.0")
+                  version="0.1.0")
     b = NodeState("n2", "laptop", "10.77.0.2", 9337, 9338, 4 * GIB, 3 * GIB, (LLAMA,), (QWEN,),
                   (Serving(QWEN.id, "worker", "llama", True, 50052, "ready"),), version="0.1.0")
     c = NodeState("n3", "old-pc", "10.77.0.3", 9337, 9338, 2 * GIB, 1 * GIB, (LLAMA,), (),
                   version="0.1.0")
-    return [MemberView("n1", "alive", 3, a.address, 9338, a, 0.4),
+    return [MemberView("n1", "alive", 3, a.address, 9338, a, 0.4, Load(inflight=2)),
             MemberView("n2", "alive", 1, b.address, 9338, b, 0.9),
             MemberView("n3", "suspect", 7, c.address, 9338, c, None)]
 

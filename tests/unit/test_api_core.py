@@ -105,11 +105,14 @@ def _member(nid: str, ready: bool, status: str = "alive") -> MemberView:
 
 
 def test_api_routes_for_trusts_gossiped_readiness() -> None:
-    placement = Placement((ModelPlacement("m", "solo", "llama", hosts=("me", "b", "cc", "ddd")),))
+    placement = Placement((ModelPlacement("m", "solo", "llama",
+                                          hosts=("me", "b", "cc", "ddd", "eeee")),))
     members = [_member("me", True), _member("b", True), _member("cc", False),
-               _member("ddd", True, "suspect")]
+               _member("ddd", True, "suspect"), _member("eeee", True, "dead")]
     routes = routes_for("m", placement, members, "me", {"m": (8080, None)})
+    # one liveness rule (records.is_live): a suspect host is still routed to, a dead one not
     assert routes == [Route("me", "http://127.0.0.1:8080", True, None),
-                      Route("b", "http://10.0.0.1:9337", False, None)]
-    assert routes_for("m", placement, members, "me", {}) == [routes[1]]
+                      Route("b", "http://10.0.0.1:9337", False, None),
+                      Route("ddd", "http://10.0.0.3:9337", False, None)]
+    assert routes_for("m", placement, members, "me", {}) == routes[1:]
     assert routes_for("x", placement, members, "me", {}) == []

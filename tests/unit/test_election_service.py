@@ -8,10 +8,10 @@ import trio
 import trio.testing
 
 from mesh_node.catalog.entry import CatalogEntry
-from mesh_node.config.model import ElectionConfig
 from mesh_node.election.roles import HostRole
 from mesh_node.election.service import ElectionService
-from mesh_node.records import BackendCapability, ModelSummary, NodeState, Serving
+from mesh_node.records import BackendCapability, MemberView, ModelSummary, NodeState, Serving
+from mesh_node.timing import DEFAULT_TIMINGS
 
 GIB = 1 << 30
 LLAMA = BackendCapability("llama", "1", ("gguf",), True, True)
@@ -54,9 +54,17 @@ class FakeChildren:
         return set(self.hosts)
 
 
-def service(me: str, states: dict[str, NodeState]) -> tuple[ElectionService, FakeChildren]:
+def service(me: str, states: dict[str, NodeState], joined: bool = True
+            ) -> tuple[ElectionService, FakeChildren]:
     kids = FakeChildren()
-    svc = ElectionService(me, lambda: (states, {}), kids, {"m": ENTRY}, ElectionConfig())
+    event = trio.Event()
+    if joined:
+        event.set()
+
+    def view() -> list[MemberView]:
+        return [MemberView(k, "alive", 0, s.address, 9338, s) for k, s in states.items()]
+
+    svc = ElectionService(me, view, kids, {"m": ENTRY}, event)
     return svc, kids
 
 
@@ -110,9 +118,37 @@ async def test_poke_debounces_into_one_step(autojump_clock: trio.testing.MockClo
     svc.step = counting  # type: ignore[method-assign]
     async with trio.open_nursery() as n:
         await n.start(svc.run)
+        assert steps == 1  # joined: the first plan is carried out at once
         for _ in range(10):
             svc.poke()
         await trio.sleep(1.0)
         n.cancel_scope.cancel()
-    assert steps == 1
+    assert steps == 2  # ten pokes, one debounced step
     assert kids.calls == ["start:m:0"]
+
+
+async def test_no_plan_carried_out_before_join_or_join_window(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """Join steal: a newcomer plans only after it met the mesh (push-pull) or, alone, after the
+    join window; before that it starts nothing, even holding the file and the most memory."""
+    states = {"new": node("new", 8 * GIB, True)}
+    svc, kids = service("new", states, joined=False)
+    async with trio.open_nursery() as n:
+        await n.start(svc.run)
+        await trio.sleep(DEFAULT_TIMINGS.join_window * 0.9)
+        assert kids.calls == [] and not svc.planned_once
+        await trio.sleep(DEFAULT_TIMINGS.join_window * 0.2)
+        assert kids.calls == ["start:m:0"]  # alone: the window ended, it serves its model
+        n.cancel_scope.cancel()
+
+
+async def test_joined_newcomer_keeps_the_ready_incumbent() -> None:
+    """The newcomer has more memory and the lower id; the ready incumbent keeps the model,
+    and a starting newcomer record ranks below a ready one."""
+    ready = (Serving("m", "host", "llama", True, 9337, "ready", (), 100),)
+    starting = (Serving("m", "host", "llama", False, 9337, "starting"),)
+    states = {"b": node("b", 4 * GIB, True, ready), "a": node("a", 16 * GIB, True, starting)}
+    svc, kids = service("a", states)
+    await svc.step()
+    assert svc.placement.models[0].hosts == ("b",)
+    assert kids.calls == []

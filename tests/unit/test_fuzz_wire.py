@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from mesh_node.gossip.members import STATUSES, Update
 from mesh_node.gossip.shell import _recv_frame
 from mesh_node.gossip.wire import (
+    MAX_COUNTER,
     MAX_DATAGRAM,
     MAX_FRAME,
     NONCE_LEN,
@@ -48,17 +49,19 @@ _keys = st.text(max_size=8) | st.integers(-(2**63), 2**64 - 1)  # msgpack ints a
 _tree = st.recursive(_scalar, lambda c: st.lists(c, max_size=6)
                      | st.dictionaries(_keys, c, max_size=4), max_leaves=30)
 _ids = st.text(min_size=1, max_size=24)
+_counters = st.integers(0, MAX_COUNTER)  # genuine messages stay inside the wire bounds
 _updates = st.builds(
-    Update, _ids, st.sampled_from(STATUSES), st.integers(0, 2**32), st.text(max_size=15),
+    Update, _ids, st.sampled_from(STATUSES), _counters, st.text(max_size=15),
     st.integers(0, 65535), st.integers(0, 2**16), st.integers(0, 2**16),
-    st.none() | st.binary(max_size=64), st.text(max_size=10))
+    st.none() | st.binary(max_size=64), st.text(max_size=10), _counters,
+    st.binary(max_size=16))
 _upd_tuple = st.lists(_updates, max_size=3).map(tuple)
 _messages: st.SearchStrategy[Message] = st.one_of(
-    st.builds(Ping, st.integers(0, 2**32), _ids, _ids, _upd_tuple),
-    st.builds(Ack, st.integers(0, 2**32), _ids, _upd_tuple),
-    st.builds(PingReq, st.integers(0, 2**32), _ids, _ids, st.text(max_size=15),
+    st.builds(Ping, _counters, _ids, _ids, _upd_tuple),
+    st.builds(Ack, _counters, _ids, _upd_tuple),
+    st.builds(PingReq, _counters, _ids, _ids, st.text(max_size=15),
               st.integers(0, 65535), _upd_tuple),
-    st.builds(Nack, st.integers(0, 2**32), _ids, _upd_tuple),
+    st.builds(Nack, _counters, _ids, _upd_tuple),
     st.builds(Gossip, _ids, _upd_tuple),
     st.builds(PushPull, _ids, st.booleans(), _upd_tuple),
 )

@@ -7,6 +7,7 @@ import random
 import socket
 from collections.abc import Callable
 
+import msgpack
 import trio
 
 from mesh_node.gossip.shell import GossipService
@@ -44,7 +45,7 @@ def _svc(i: int, port: int, keys: MeshKeys = KEYS) -> GossipService:
 
 
 def _view(svc: GossipService) -> dict[str, str]:
-    return {m.node_id: m.status for m in svc.members()}
+    return {m.node: m.status for m in svc.members()}
 
 
 async def _wait_for(pred: Callable[[], bool], limit: float) -> float:
@@ -64,7 +65,7 @@ async def test_gossip_shell_three_nodes_converge_share_state_and_detect_death() 
     async with trio.open_nursery() as outer:
         scopes = []
         for i, s in enumerate(svcs):
-            s.set_local_state({"id": f"gs{i}", "mo": 1000 * i})
+            s.set_local_state(msgpack.packb({"id": f"gs{i}", "mo": 1000 * i}))
             cs = trio.CancelScope()
             scopes.append(cs)
 
@@ -86,9 +87,9 @@ async def test_gossip_shell_three_nodes_converge_share_state_and_detect_death() 
         took = await _wait_for(lambda: all(_view(s) == want for s in svcs), 10)
         assert took < 5
         await _wait_for(lambda: all(m.state is not None for s in svcs for m in s.members()), 5)
-        assert {m.node_id: (m.state or {}).get("mo") for m in svcs[2].members()} == {
-            "gs0": 0, "gs1": 1000, "gs2": 2000}
-        assert changes.receive_nowait().node_id in want
+        assert {m.node: msgpack.unpackb(m.state or b"\x80").get("mo")
+                for m in svcs[2].members()} == {"gs0": 0, "gs1": 1000, "gs2": 2000}
+        assert changes.receive_nowait().member.node in want
         await _wait_for(lambda: any(m.rtt_ms is not None for m in svcs[0].members()), 5)
 
         # a datagram sealed with another key is dropped and counted, never a member

@@ -39,12 +39,12 @@ def test_gossip_swim_dead_reclaimed_then_rejoin_revives() -> None:
     lan = FakeLan(seed=4)
     lan.bootstrap(6)
     lan.crash(sim_addr(2))
-    lan.run_until(40.0, lambda: all("n2" not in c.table for c in lan.alive_cores()))
+    lan.run_until(90.0, lambda: all("n2" not in c.table for c in lan.alive_cores()))
     assert all("n2" not in c.table for c in lan.alive_cores())  # reclaimed after dead_reclaim
     del lan.nodes[sim_addr(2)]
     lan.crashed.discard(sim_addr(2))
     back = lan.add_node(2, seeds=[sim_addr(0)], state=b"again")
-    assert lan.run_until(60.0, lambda: all(
+    assert lan.run_until(120.0, lambda: all(
         c.table.get("n2") is not None and c.table["n2"].status == "alive"
         for c in lan.alive_cores()))
     assert back.table["n0"].status == "alive"

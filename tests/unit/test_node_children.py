@@ -17,7 +17,7 @@ def test_failed_solo_host_says_failed() -> None:
 def test_failed_split_host_says_retrying_not_failed() -> None:
     """A split host dies with any of its RPC workers; the planner must not disqualify it."""
     h = _Host(key=("m", (("w", "a", 1, 0.5),)), child="c", port=1, entry=ENTRY,
-              backend="llama", split=True)
+              backend="llama", workers=(("w", 0.5),))
     state = h.published("failed: exit code 1")
     assert state == "retrying: exit code 1"
     assert not state.startswith("failed")

@@ -16,9 +16,11 @@ from mesh_node.records import (
     Placement,
     Serving,
 )
+from mesh_node.testing.carry import carry_out
 
 GIB = 1024**3
 LLAMA = BackendCapability("llama", "b1", ("gguf",), True, True)
+LLAMA_B2 = BackendCapability("llama", "b2", ("gguf",), True, True)
 MLX = BackendCapability("mlx", "0.20", ("mlx",), False, True)
 MLX_OFF = BackendCapability("mlx", "", ("mlx",), False, False, "mlx not installed")
 
@@ -58,13 +60,20 @@ class Case:
     name: str
     states: tuple[NodeState, ...]
     expect: dict[str, Expect]
-    before: tuple[NodeState, ...] | None = None  # planned first; that plan is `previous`
-    rtt: dict[str, float] = field(default_factory=dict)
+    before: tuple[NodeState, ...] | None = None  # planned and carried out first (incumbents)
+    far: dict[str, tuple[str, ...]] = field(default_factory=dict)  # node -> peers it finds far
 
 
-def _planned(states: tuple[NodeState, ...], rtt: dict[str, float],
+def _planned(states: tuple[NodeState, ...], far: dict[str, tuple[str, ...]] | None = None,
              previous: Placement | None = None) -> Placement:
-    return plan(snapshot_from_states(states, rtt, previous))
+    """Plan `states`; with `previous`, first carry it out (serving records, as nodes do),
+    except on nodes whose serving records the case states itself."""
+    far = far or {}
+    states = tuple(dataclasses.replace(s, far=far.get(s.node_id, ())) for s in states)
+    if previous is not None:
+        done = {s.node_id: s for s in carry_out(states, previous)}
+        states = tuple(s if s.serving else done[s.node_id] for s in states)
+    return plan(snapshot_from_states(states))
 
 
 M13 = gguf("m", 1.3)
@@ -126,8 +135,14 @@ CASES = [
          {"m": Expect("solo", ("a",))}),
     Case("rtt_limit_skips_far_worker",
          (node("a", 2.0, (BIG3,)), node("b", 1.0), node("c", 4.0), node("d", 1.0)),
-         {"big": Expect("split", ("a",), ("b", "d"), "skipped c (120 ms > 80 ms)")},
-         rtt={"c": 120.0, "b": 3.0}),
+         {"big": Expect("split", ("a",), ("b", "d"),
+                        "skipped c (round trip to a above the max_rtt_ms limit)")},
+         far={"c": ("a",)}),
+    Case("worker_of_another_llama_build_skipped",
+         (node("a", 2.0, (BIG3,)), node("b", 1.0), node("c", 4.0, caps=(LLAMA_B2,)),
+          node("d", 1.0)),
+         {"big": Expect("split", ("a",), ("b", "d"),
+                        "skipped c (llama.cpp build b2, host has b1)")}),
     Case("split_short_unservable", (node("a", 2.0, (BIG3,)), node("b", 1.0)),
          {"big": Expect("unservable", (), (), "split needs 3.3 GiB (3.0 GiB x1.1), "
                                               "the mesh offers 3.0 GiB")}),
@@ -160,8 +175,8 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_planner_table(case: Case) -> None:
-    previous = _planned(case.before, {}) if case.before is not None else None
-    placement = _planned(case.states, case.rtt, previous)
+    previous = _planned(case.before) if case.before is not None else None
+    placement = _planned(case.states, case.far, previous)
     assert {p.model for p in placement.models} == set(case.expect)
     for model, want in case.expect.items():
         got = placement.for_model(model)
@@ -175,7 +190,7 @@ def test_planner_table(case: Case) -> None:
 
 def test_split_weights_follow_memory_and_sum_to_one() -> None:
     states = (node("a", 2.0, (BIG3,)), node("b", 1.0), node("c", 1.0))
-    p = _planned(states, {}).for_model("big")
+    p = _planned(states).for_model("big")
     assert p is not None and p.mode == "split"
     weights = [w.weight for w in p.workers]
     assert weights == pytest.approx([0.25, 0.25])
@@ -187,7 +202,7 @@ def test_split_weights_follow_memory_and_sum_to_one() -> None:
 def test_served_as_is_not_double_counted() -> None:
     states = (node("a", 2.0, (mlx("q-mlx", 3.0, "q"),), (MLX, LLAMA)),
               node("b", 2.0, (gguf("q-gguf", 3.0, "q"),)), node("c", 2.0))
-    placement = _planned(states, {})
+    placement = _planned(states)
     used = node_commitments(placement, 1.1)
     assert sum(used.values()) <= int(3.0 * GIB * 1.1) + 2  # one split's worth, rounding only
 
@@ -195,7 +210,7 @@ def test_served_as_is_not_double_counted() -> None:
 def test_memory_never_over_committed_when_packing() -> None:
     models = tuple(gguf(f"m{i}", 1.0 + i * 0.5) for i in range(6))
     states = (node("a", 4.0, models), node("b", 3.0, models[:3]), node("c", 2.0))
-    placement = _planned(states, {})
+    placement = _planned(states)
     used = node_commitments(placement, 1.1)
     offered = {s.node_id: s.memory_offered for s in states}
     assert used and all(used[n] <= offered[n] for n in used)
@@ -204,9 +219,9 @@ def test_memory_never_over_committed_when_packing() -> None:
 
 def test_previous_split_kept_when_unchanged() -> None:
     states = (node("a", 2.0, (BIG3,)), node("b", 1.0), node("c", 1.0))
-    first = _planned(states, {})
+    first = _planned(states)
     grown = (*states, node("e", 64.0))
-    again = _planned(grown, {}, first)
+    again = _planned(grown, None, first)
     p = again.for_model("big")
     assert p is not None and p.reason.startswith("kept split (incumbent)")
     assert p.workers == first.models[0].workers
@@ -214,15 +229,15 @@ def test_previous_split_kept_when_unchanged() -> None:
 
 def test_worker_rpc_port_comes_from_its_node_state() -> None:
     worker = dataclasses.replace(node("b", 2.0), rpc_port=50111)
-    p = _planned((node("a", 2.0, (BIG3,)), worker), {}).for_model("big")
+    p = _planned((node("a", 2.0, (BIG3,)), worker)).for_model("big")
     assert p is not None and p.mode == "split"
     assert [(w.node_id, w.rpc_port) for w in p.workers] == [("b", 50111)]
 
 
 def test_unrelated_join_would_win_without_incumbency() -> None:
     joined = (node("a", 8.0, (SHARED,)), node("b", 4.0, (SHARED,)), node("c", 32.0, (SHARED,)))
-    fresh = _planned(joined, {}).for_model("m")
+    fresh = _planned(joined).for_model("m")
     assert fresh is not None and fresh.hosts == ("c",)  # so keeping "a" above is stability
-    before = _planned(joined[:2], {})
-    kept = _planned(joined, {}, before).for_model("m")
+    before = _planned(joined[:2])
+    kept = _planned(joined, None, before).for_model("m")
     assert kept is not None and kept.hosts == ("a",)

@@ -1,4 +1,4 @@
-"""explain.py: wire round trip, readable JSON, the terminal table, planning from a file."""
+"""explain.py: readable JSON, the terminal table, planning from a file."""
 
 from __future__ import annotations
 
@@ -9,14 +9,13 @@ import pytest
 
 from mesh_node.election.explain import (
     load_snapshot_file,
-    placement_from_wire,
     placement_to_json,
-    placement_to_wire,
     plan_from_file,
     render_placement,
 )
 from mesh_node.election.planner import plan, snapshot_from_states
 from mesh_node.records import BackendCapability, ModelSummary, NodeState, Placement
+from mesh_node.testing.carry import carry_out
 
 GIB = 1024**3
 LLAMA = BackendCapability("llama", "b1", ("gguf",), True, True)
@@ -38,18 +37,6 @@ def _explain_placement() -> Placement:
     return plan(snapshot_from_states(_explain_states()))
 
 
-def test_wire_round_trip_is_exact() -> None:
-    placement = _explain_placement()
-    assert {p.mode for p in placement.models} == {"solo", "split", "unservable"}
-    wire = placement_to_wire(placement)
-    assert placement_from_wire(json.loads(json.dumps(wire))) == placement
-
-
-def test_from_wire_tolerates_unknown_keys_and_modes() -> None:
-    got = placement_from_wire([{"m": "x", "md": "teleport", "new": 1}])
-    assert got.models[0].mode == "unservable" and got.models[0].hosts == ()
-
-
 def test_json_names_nodes_and_host_share() -> None:
     items = placement_to_json(_explain_placement(), {"id-a": "studio", "id-b": "mini"})
     split = next(i for i in items if i["mode"] == "split")
@@ -67,33 +54,43 @@ def test_render_table_has_rows_and_reasons() -> None:
     assert render_placement(Placement(), {}).endswith("(no models wanted: no live node offers any)\n")
 
 
-def test_plan_from_file_with_previous_and_rtt(tmp_path: Path) -> None:
-    states = _explain_states()
-    first = _explain_placement()
+def test_plan_from_file_rebuilds_previous_from_serving_records(tmp_path: Path) -> None:
+    states = carry_out(_explain_states(), _explain_placement())
     names = {"id-a": "studio", "id-b": "mini"}
-    doc = {"nodes": [s.to_wire() for s in states], "rtt_ms": {"id-b": 5.0},
-           "previous": placement_to_json(first, names), "max_rtt_ms": 80}
     path = tmp_path / "snap.json"
-    path.write_text(json.dumps(doc))
+    path.write_text(json.dumps({"nodes": [s.to_wire() for s in states]}))
     out = plan_from_file(path)
     by_model = {p["model"]: p for p in out["placement"]}
     assert by_model["big"]["mode"] == "split"
     assert by_model["big"]["reason"].startswith("kept split (incumbent)")
     assert out["nodes"] == names
     snap, _ = load_snapshot_file(path)
-    assert snap.previous == first
+    assert snap.previous is not None
+    kept = snap.previous.for_model("big")
+    assert kept is not None and kept.mode == "split" and kept.hosts == ("id-a",)
 
 
-def test_plan_from_file_bare_list_applies_rtt_limit(tmp_path: Path) -> None:
+def test_plan_from_file_bare_list_applies_far_peers(tmp_path: Path) -> None:
     path = tmp_path / "bare.json"
-    path.write_text(json.dumps({"nodes": [s.to_wire() for s in _explain_states()],
-                                "rtt_ms": {"id-b": 200.0}}))
+    nodes = [s.to_wire() for s in _explain_states()]
+    nodes[1]["far"] = ["id-a"]  # mini measured studio beyond its max_rtt_ms
+    path.write_text(json.dumps({"nodes": nodes}))
     by_model = {p["model"]: p for p in plan_from_file(path)["placement"]}
     assert by_model["big"]["mode"] == "unservable"
-    assert "skipped mini (200 ms > 80 ms)" in by_model["big"]["reason"]
+    assert "skipped mini (round trip to studio above the max_rtt_ms limit)" in \
+        by_model["big"]["reason"]
     bare = tmp_path / "list.json"
     bare.write_text(json.dumps([s.to_wire() for s in _explain_states()]))
     assert {p["model"] for p in plan_from_file(bare)["placement"]} == {"big", "small", "q"}
+
+
+def test_plan_from_file_names_the_bad_record(tmp_path: Path) -> None:
+    path = tmp_path / "inf.json"
+    nodes = [s.to_wire() for s in _explain_states()]
+    nodes[0]["mo"] = 1e400  # inf: the same decoder as gossip refuses it
+    path.write_text(json.dumps({"nodes": nodes}).replace("Infinity", "1e400"))
+    with pytest.raises(ValueError, match=r"node record 0: .*\$\.mo"):
+        plan_from_file(path)
 
 
 def test_planner_module_plans_files_and_rejects_garbage(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def test_wire_no_secret_still_sealed_with_name_key() -> None:
 def test_wire_errors_carry_reasons() -> None:
     data = seal(KEYS, Ack(1, "a"), NONCE)
     cases = {"auth": (derive_keys("other", "wire-test"), data),
-             "version": (KEYS, b"\x02" + data[1:]),
+             "version": (KEYS, b"\x01" + data[1:]),  # protocol 1: before bounds
              "malformed": (KEYS, data[:10]),
              "oversize": (KEYS, data + bytes(MAX_DATAGRAM))}
     for reason, (keys, blob) in cases.items():

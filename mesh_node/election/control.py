@@ -1,0 +1,46 @@
+"""One step of the control loop, pure: mesh view -> plan -> this node's roles -> what to change.
+
+The election service (trio) and the closed-loop simulation (mesh_node/testing/loopsim.py) both
+call `decide`, so the path the simulation checks is the path the node runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from mesh_node.election.planner import plan, snapshot_from_members
+from mesh_node.election.roles import HostRole, Roles, local_roles
+from mesh_node.records import MemberView, Placement
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What this node should run after one plan."""
+
+    placement: Placement
+    roles: Roles
+    stop_hosts: tuple[str, ...]  # hosted models whose role ended
+    start_hosts: tuple[HostRole, ...]  # host roles to ensure (idempotent), workers ready
+    waiting: tuple[HostRole, ...]  # host roles whose RPC workers are not ready yet
+    worker_for: tuple[str, ...]  # models to be an RPC worker of (empty: stop the worker)
+    missing_file: tuple[str, ...]  # host roles this node cannot carry out (no usable file)
+
+
+def decide(node_id: str, members: Sequence[MemberView], hosted: Collection[str],
+           files: Collection[str]) -> Decision:
+    """Plan from the view and diff it against what runs here (`hosted`: model ids with a host
+    child; `files`: model ids this node holds usable files of)."""
+    placement = plan(snapshot_from_members(members))
+    states = {m.node_id: m.state for m in members if m.live and m.state is not None}
+    roles = local_roles(node_id, placement, states)
+    wanted = {h.model for h in roles.hosts}
+    runnable = [h for h in roles.hosts if h.model in files]
+    return Decision(
+        placement=placement, roles=roles,
+        stop_hosts=tuple(sorted(set(hosted) - wanted)),
+        start_hosts=tuple(h for h in runnable if h.startable),
+        waiting=tuple(h for h in runnable if not h.startable),
+        worker_for=roles.worker_for,
+        missing_file=tuple(h.model for h in roles.hosts if h.model not in files),
+    )
