@@ -134,8 +134,11 @@ class FakeLan:
         self._reschedule(ev.dst)
 
     def _sync(self, initiator: Addr, target: Addr, join: bool) -> None:
-        """The TCP exchange, run at the initiator's end: both sides merge the other's table."""
-        if target not in self.nodes or target in self.crashed or self.blocked(initiator, target):
+        """The TCP exchange, run at the initiator's end: both sides merge the other's table.
+        A crashed or unknown end refuses the connection, whichever end it is."""
+        ends = (initiator, target)
+        if any(a not in self.nodes or a in self.crashed for a in ends) or \
+                self.blocked(initiator, target):
             return
         self.stats.syncs += 1
         req = self.nodes[initiator].full_state(join)
@@ -151,7 +154,7 @@ class FakeLan:
         for e in effects:
             if isinstance(e, Send):
                 self._send(src, e)
-            elif isinstance(e, Sync):
+            elif isinstance(e, Sync):  # processed at the initiator: dst=src, src=the target
                 self._push(_Event(self.now, 0, "sync", src, e.addr, join=e.join))
             elif isinstance(e, Log):
                 self.logs.append((self.now, core.id, e))

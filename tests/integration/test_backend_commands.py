@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mesh_node import records
+from mesh_node.records_wire import decode_state, encode_state
 from mesh_node.backends import binaries, llama
 from mesh_node.backends.capabilities import detect_capabilities, llama_capability, mlx_capability
 from mesh_node.catalog.scan import scan_catalog
@@ -66,7 +67,9 @@ def test_backend_capabilities_real_and_missing(tmp_path: Path) -> None:
     lc, mc = llama_capability(broken), mlx_capability(broken)
     assert not lc.available and "llama-server --version failed" in lc.reason
     assert not mc.available and "mlx_lm not importable" in mc.reason
-    assert records.BackendCapability.from_wire(lc.to_wire()) == lc
+    # the capability survives the gossip seam (records_wire) unchanged, reason included
+    st = records.NodeState("n", "n", "10.0.0.1", 1, 2, 0, 0, (lc, mc))
+    assert decode_state(encode_state(st)).capabilities == (lc, mc)
 
 
 def test_backend_llama_split_args_order_and_weights() -> None:

@@ -1,0 +1,247 @@
+"""The whole control loop, closed, on the fake LAN: gossip -> view -> plan -> roles -> serving.
+
+Each simulated node runs the real pure pieces the trio node runs (the `Swim` core, `MeshView`
+with the validating decoder, `control.decide` with the planner and the role diff, the join gate)
+and a fake backend per role that publishes `starting`, then `ready` after a load time, exactly as
+`BackendChildren.serving` words its records. The FakeLan clock drives everything, so a run of
+minutes takes milliseconds and every run is reproducible from its seed.
+
+The sim records what the properties need: every node's placement over time, each backend start,
+and when each node first saw each other node dead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from mesh_node.election.control import decide
+from mesh_node.election.roles import HostRole
+from mesh_node.gossip.fakelan import FakeLan, LinkModel, sim_addr
+from mesh_node.gossip.swim import Swim
+from mesh_node.node.view import MeshView
+from mesh_node.records import (
+    BackendCapability,
+    ModelSummary,
+    NodeState,
+    Placement,
+    Serving,
+)
+from mesh_node.records_wire import encode_state
+from mesh_node.timing import DEFAULT_TIMINGS, Timings
+
+LLAMA = BackendCapability("llama", "b1", ("gguf",), True, True)
+SLICE = 0.1  # the sim checks views this often (the node's election debounce is 0.3 s)
+
+
+@dataclass
+class _Child:
+    key: object
+    started: float
+    ready_at: float
+    workers: tuple[tuple[str, float], ...] = ()
+    backend: str = "llama"
+
+
+@dataclass
+class SimNode:
+    """One node: the real cores, a fake backend per role."""
+
+    index: int
+    core: Swim
+    state: NodeState
+    started: float
+    load_s: float
+    view: MeshView = field(init=False)
+    hosts: dict[str, _Child] = field(default_factory=dict)
+    worker: _Child | None = None
+    worker_models: tuple[str, ...] = ()
+    placement: Placement = Placement()
+    planned: bool = False
+    last_sig: object = None
+    last_step: float = -1e9
+
+    def __post_init__(self) -> None:
+        self.view = MeshView(self.core.members)
+
+    @property
+    def id(self) -> str:
+        return self.core.id
+
+
+def _structure(p: Placement) -> tuple[tuple[str, str, tuple[str, ...], tuple[tuple[str, float],
+                                                                          ...]], ...]:
+    """A placement without its reasons: what the nodes must agree on."""
+    return tuple((m.model, m.mode, m.hosts, tuple((w.node_id, round(w.weight, 9))
+                                                 for w in m.workers)) for m in p.models)
+
+
+@dataclass
+class Record:
+    """What a run observed."""
+
+    placements: list[tuple[float, str, tuple[object, ...]]] = field(default_factory=list)
+    starts: list[tuple[float, str, str]] = field(default_factory=list)  # (t, node, model/role)
+    seen_dead: dict[tuple[str, str], float] = field(default_factory=dict)  # (observer, peer)
+    violations: list[str] = field(default_factory=list)
+
+
+class LoopSim:
+    """N nodes on the fake LAN, each closing the control loop."""
+
+    def __init__(self, seed: int, timings: Timings = DEFAULT_TIMINGS,
+                 link: LinkModel | None = None) -> None:
+        self.lan = FakeLan(seed=seed, timings=timings, link=link)
+        self.t = timings
+        self.nodes: dict[str, SimNode] = {}
+        self.rec = Record()
+
+    # --- building ---------------------------------------------------------------------
+    def add(self, i: int, memory_mib: int, catalog: Iterable[ModelSummary],
+            seeds: Iterable[int] = (), load_s: float = 2.0) -> SimNode:
+        """Start node n{i} now, offering `memory_mib`, holding `catalog`, push-pulling with
+        nodes `seeds`."""
+        addr = sim_addr(i)
+        memory = memory_mib << 20
+        state = NodeState(f"n{i}", f"node{i}", addr[0], 9337, addr[1], memory, memory, (LLAMA,),
+                          tuple(catalog))
+        core = self.lan.add_node(i, seeds=[sim_addr(s) for s in seeds], state=encode_state(state))
+        node = SimNode(i, core, state, self.lan.now, load_s)
+        self.nodes[node.id] = node
+        return node
+
+    def crash(self, i: int) -> None:
+        self.lan.crash(sim_addr(i))
+
+    def leave(self, i: int) -> None:
+        node = self.nodes[f"n{i}"]
+        self.lan._handle(node.core.addr, node.core.leave(self.lan.now))
+        self.lan._reschedule(node.core.addr)
+
+    def running(self) -> list[SimNode]:
+        return [n for n in self.nodes.values() if n.core.addr not in self.lan.crashed
+                and not n.core.leaving]
+
+    # --- running ----------------------------------------------------------------------
+    def run_until(self, t_end: float) -> None:
+        while self.lan.now < t_end - 1e-9:
+            self.lan.run_until(min(t_end, self.lan.now + SLICE))
+            now = self.lan.now
+            for node in self.running():
+                self._observe_deaths(node, now)
+                self._step(node, now)
+
+    def _observe_deaths(self, node: SimNode, now: float) -> None:
+        # a tombstone lives for dead_reclaim (60 s) and the sim looks every 0.1 s: never missed
+        for peer, rec in node.core.table.items():
+            if rec.status in ("dead", "left"):
+                self.rec.seen_dead.setdefault((node.id, peer), now)
+
+    def _joined(self, node: SimNode, now: float) -> bool:
+        """The join gate of ElectionService: a peer met, or the join window over."""
+        return len(node.core.table) > 1 or now - node.started >= self.t.join_window
+
+    def _step(self, node: SimNode, now: float) -> None:
+        self._publish(node, now)  # backends that became ready since the last slice
+        if not self._joined(node, now):
+            return
+        sig = tuple((m.node, m.status, m.incarnation, m.state_version)
+                    for m in node.core.members())
+        due = sig != node.last_sig or now - node.last_step >= self.t.election_recheck
+        if not due:
+            return
+        node.last_sig, node.last_step = sig, now
+        d = decide(node.id, node.view.members(), set(node.hosts), {m.id for m in
+                                                                   node.state.catalog})
+        if not node.planned or _structure(d.placement) != _structure(node.placement):
+            self.rec.placements.append((now, node.id, _structure(d.placement)))
+            self._check_dead_not_named(node, d.placement, now)
+        node.placement, node.planned = d.placement, True
+        for model in d.stop_hosts:
+            del node.hosts[model]
+        if d.worker_for:
+            if node.worker is None:
+                node.worker = _Child("worker", now, now + 0.5)
+                self.rec.starts.append((now, node.id, "worker"))
+            node.worker_models = d.worker_for
+        else:
+            node.worker, node.worker_models = None, ()
+        for role in d.start_hosts:
+            self._ensure_host(node, role, now)
+        self._publish(node, now)
+
+    def _ensure_host(self, node: SimNode, role: HostRole, now: float) -> None:
+        cur = node.hosts.get(role.model)
+        if cur is not None and cur.key == role.key:
+            return
+        node.hosts[role.model] = _Child(role.key, now, now + node.load_s,
+                                        tuple((w.node_id, w.weight) for w in role.workers),
+                                        role.backend)
+        self.rec.starts.append((now, node.id, role.model))
+
+    def _publish(self, node: SimNode, now: float) -> None:
+        serving: list[Serving] = []
+        for model, c in sorted(node.hosts.items()):
+            ready = now >= c.ready_at
+            serving.append(Serving(model, "host", c.backend, ready, 9337,
+                                   "ready" if ready else "starting", c.workers,
+                                   int(c.ready_at) + 1 if ready else 0))
+        if node.worker is not None:
+            ready = now >= node.worker.ready_at
+            serving += [Serving(m, "worker", "llama", ready, 50052,
+                                "ready" if ready else "starting") for m in node.worker_models]
+        new = dataclasses.replace(node.state, serving=tuple(serving))
+        if new != node.state:
+            node.state = new
+            node.core.set_local_state(encode_state(new))
+            self.lan._reschedule(node.core.addr)
+
+    def _check_dead_not_named(self, node: SimNode, p: Placement, now: float) -> None:
+        for m in p.models:
+            named = set(m.hosts) | {w.node_id for w in m.workers}
+            for peer in named:
+                seen = self.rec.seen_dead.get((node.id, peer))
+                if seen is not None and self.nodes[peer].core.addr in self.lan.crashed:
+                    self.rec.violations.append(
+                        f"t={now:.1f} {node.id} names {peer} for {m.model}, dead since {seen:.1f}")
+
+    # --- reading ----------------------------------------------------------------------
+    def agreed(self) -> tuple[object, ...] | None:
+        """The placement every running node holds, if they all agree (and all have planned)."""
+        nodes = self.running()
+        if not nodes or not all(n.planned for n in nodes):
+            return None
+        shapes = {_structure(n.placement) for n in nodes}
+        return shapes.pop() if len(shapes) == 1 else None
+
+    def all_ready(self) -> bool:
+        """Every role of the agreed placement is carried out and ready."""
+        now = self.lan.now
+        for n in self.running():
+            for role in n.placement.models:
+                if role.mode == "unservable" or role.served_as:
+                    continue
+                if n.id in role.hosts and not (role.model in n.hosts
+                                               and now >= n.hosts[role.model].ready_at):
+                    return False
+        return True
+
+    def last_change(self) -> float:
+        """When any node's placement last changed."""
+        return max((t for t, _, _ in self.rec.placements), default=0.0)
+
+    def hosts_of(self, model: str) -> tuple[str, ...]:
+        agreed = self.agreed()
+        if agreed is None:
+            return ()
+        for m in agreed:
+            mp = m
+            if isinstance(mp, tuple) and mp[0] == model:
+                return tuple(mp[2])
+        return ()
+
+
+def model(mid: str, mib: int) -> ModelSummary:
+    return ModelSummary(mid, mid, "llama", "gguf", mib << 20, mib << 20)
+
