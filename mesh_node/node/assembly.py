@@ -116,6 +116,9 @@ class Node:
                 me=lambda: local.state, started_at=self.started_at)
             app = build_app(ctx, self.timings)
             self.api_port = await nursery.start(serve_api, app, cfg.api.host, cfg.api.port)
+            if cfg.api.ollama_port:  # the Ollama API on a listener of its own, when asked
+                await nursery.start(serve_api, app.state.ollama_app, cfg.api.host,
+                                    cfg.api.ollama_port)
 
             nursery.start_soon(self._watch_gossip, gossip, election, ctx)
             nursery.start_soon(self._watch_children, supervisor, on_children_change)
