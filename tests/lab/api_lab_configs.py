@@ -45,13 +45,16 @@ def apilab_place_mlx(workdir: Path) -> Path:
 
 def apilab_node_toml(name: str, data_dir: Path, *, demo: bool, peers: Sequence[str] = (),
                      replicas: int = 1, secret: str = LAB_SECRET, mlx_dir: Path | None = None,
-                     api_key: str | None = None) -> str:
+                     api_key: str | None = None, ollama_port: int | None = None) -> str:
     """One API-lab node; a `demo` holder serves Gemma with 1 thread, `replicas` > 1 asks the
     mesh to host it on that many nodes (a [[models]] entry naming the demo file); `mlx_dir`
-    (see apilab_place_mlx) makes it hold the tiny MLX model; `api_key` requires that key."""
+    (see apilab_place_mlx) makes it hold the tiny MLX model; `api_key` requires that key;
+    `ollama_port` opens the Ollama listener there."""
     base: str = lab_node_toml(name, data_dir, secret=secret, peers=peers)
     if api_key is not None:
         base = base.replace("[api]\n", f"[api]\napi_key = {json.dumps(api_key)}\n", 1)
+    if ollama_port is not None:
+        base = base.replace("[api]\n", f"[api]\nollama_port = {ollama_port}\n", 1)
     if mlx_dir is not None:
         base = base.replace("model_dirs = []", f"model_dirs = [{json.dumps(str(mlx_dir))}]", 1)
     if not demo:

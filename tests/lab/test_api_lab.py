@@ -33,6 +33,7 @@ APILAB_ROOT = Path(__file__).resolve().parents[2]
 APILAB_CLIENT = APILAB_ROOT / "tests" / "support" / "apilab_client.py"
 APILAB_DIALECTS = APILAB_ROOT / "tests" / "support" / "apilab_dialects.py"
 APILAB_KEY = "lab"  # the key apilab_client.py sends
+APILAB_OLLAMA_PORT = 11434  # h3's own Ollama listener in the shared mesh
 APILAB_SCREENSHOT = APILAB_ROOT / "benchmarks" / "results" / "dashboard.png"
 APILAB_READY_S = 240.0  # three nodes + two llama-servers on two cores shared with other labs
 APILAB_CLIENT_S = 180.0
@@ -50,7 +51,8 @@ def _apilab_start(lab: Lab, workdir: Path, replicas: int = 1,
         toml = apilab_node_toml(f"h{k}", workdir / f"data{k}", demo=k == 1 or (k == 2 and not mlx),
                                 peers=peers if k != 1 else (), replicas=replicas,
                                 mlx_dir=mlx_dir if k == 2 else None,
-                                api_key=APILAB_KEY if mlx else None)
+                                api_key=APILAB_KEY if mlx else None,
+                                ollama_port=APILAB_OLLAMA_PORT if mlx and k == 3 else None)
         nodes.append(lab.host(k).start_node(toml, env=env))
     return nodes
 
@@ -152,6 +154,14 @@ def test_apilab_every_dialect_through_a_non_host_node(
     assert tools["openai_calls"] == ["get_weather"] or tools["openai_text"], tools
     assert tools["anthropic_stop"] in ("tool_use", "end_turn", "max_tokens"), tools
     assert tools["anthropic_blocks"], tools
+    own = f"http://{nodes[2].address}:{APILAB_OLLAMA_PORT}"
+    cp = subprocess.run(["ip", "netns", "exec", nodes[2].ns, sys.executable, "-c",
+                         "import json, ollama, sys; c = ollama.Client(host=sys.argv[1], "
+                         "headers={'Authorization': 'Bearer ' + sys.argv[2]}); "
+                         "print(json.dumps([m.model for m in c.list().models]))",
+                         own, APILAB_KEY], capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    assert json.loads(cp.stdout) == out["ollama_tags"]  # [api] ollama_port: the same API
     print(f"dialects: {len(ids)} models x 3 clients in {time.monotonic() - started:.1f}s; "
           f"tools: openai {tools['openai_finish']}, anthropic {tools['anthropic_stop']}")
 

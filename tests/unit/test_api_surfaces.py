@@ -4,9 +4,11 @@ that answers like mlx_lm.server (it echoes the folder path it was sent as the mo
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from mesh_node.api.app import build_app
 from mesh_node.api.context import Route
@@ -149,3 +151,16 @@ async def test_ollama_chat_streams_ndjson_and_lists_models() -> None:
     assert version.json()["version"]
     assert root.text == "Ollama is running" and own_tags.json() == tags.json()
     assert own_missing.status_code == 404 and "error" in own_missing.json()
+
+
+def test_ollama_port_is_off_by_default_and_checked(tmp_path: Path) -> None:
+    from mesh_node.config.load import ConfigError, load_config
+
+    assert load_config(None).api.ollama_port is None
+    good = tmp_path / "good.toml"
+    good.write_text("[api]\nollama_port = 11434\n")
+    assert load_config(good).api.ollama_port == 11434
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[api]\nollama_port = 70000\n")
+    with pytest.raises(ConfigError, match="ollama_port"):
+        load_config(bad)
