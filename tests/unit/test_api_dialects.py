@@ -330,3 +330,24 @@ def test_ollama_generate_body_and_errors() -> None:
     assert doc["model"] == f"{MODEL}:latest" and "message" not in doc
     _, body = shaper.body(500, "application/json", b'{"error":{"message":"boom"}}')
     assert json.loads(body) == {"error": "boom"}
+
+
+def test_ollama_embed_answers_both_shapes() -> None:
+    from mesh_node.api.dialects.ollama_stream import EmbedShaper
+
+    up = json.dumps({"data": [{"embedding": [0.1, 0.2]}, {"embedding": [0.3, 0.4]}],
+                     "usage": {"prompt_tokens": 5}}).encode()
+    ticks = iter([0, 2_000])
+    _, body = EmbedShaper("m:latest", False, lambda: next(ticks)).body(200, "application/json",
+                                                                         up)
+    assert json.loads(body) == {"model": "m:latest", "embeddings": [[0.1, 0.2], [0.3, 0.4]],
+                                "total_duration": 2_000, "load_duration": 0,
+                                "prompt_eval_count": 5}
+    _, body = EmbedShaper("m:latest", True, lambda: 0).body(200, "application/json", up)
+    assert json.loads(body) == {"embedding": [0.1, 0.2]}
+    _, body = EmbedShaper("m", False, lambda: 0).body(
+        501, "application/json", b'{"error":{"message":"This server does not support embeddings"}}')
+    assert json.loads(body) == {"error": "This server does not support embeddings"}
+    assert ollama.embed_request({"model": "m", "input": ["a", "b"]}, False)["input"] == ["a", "b"]
+    with pytest.raises(errors.ApiError):
+        ollama.embed_request({"model": "m", "prompt": 3}, True)
