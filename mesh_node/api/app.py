@@ -22,10 +22,13 @@ from starlette.types import Message, Receive, Scope, Send
 
 from mesh_node.api import errors
 from mesh_node.api.context import MeshContext
+from mesh_node.api.dialects.base import Shaper
+from mesh_node.api.dialects.shapes import Dialect, dialect_of, error_body
 from mesh_node.api.meshauth import AUTH, FORWARDED, REQUEST_ID, ForwardVerifier
 from mesh_node.api.middleware import RequestIdMiddleware, request_id_of
 from mesh_node.api.payload import Kind, parse, read_limited
 from mesh_node.api.proxy import Forwarder, Job, RelayResponse
+from mesh_node.api.surfaces import OllamaApi, anthropic_routes, ollama_routes
 from mesh_node.api.tracker import ApiState, Tracker
 from mesh_node.api.upstream import H11Transport
 from mesh_node.status.metrics import CONTENT_TYPE, ApiMetrics
@@ -47,19 +50,27 @@ class _Api:
         self.forwarder = Forwarder(ctx, timings, transport, self.state, wall)
 
     def check_api_key(self, request: Request) -> None:
-        """401 unless the entry request carries the configured Bearer key."""
+        """401 unless the entry request carries the configured key, as a Bearer token or
+        (Anthropic's habit) in `x-api-key`."""
         if self.ctx.api_key is None:
             return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
-                                                                 self.ctx.api_key.encode()):
+        token = request.headers.get("x-api-key")
+        if token is None:
+            scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+            token = bearer if scheme.lower() == "bearer" else ""
+        if not hmac.compare_digest(token.strip().encode(), self.ctx.api_key.encode()):
             raise errors.invalid_api_key()
 
     async def models(self, request: Request) -> Response:
+        """The model list in a shape both OpenAI's and Anthropic's clients read."""
         self.check_api_key(request)
-        data = [{"object": "model", "created": 0, "owned_by": "mesh-node", **m}
+        data = [{"object": "model", "created": 0, "owned_by": "mesh-node", "type": "model",
+                 "display_name": m["id"], "created_at": "1970-01-01T00:00:00Z", **m}
                 for m in self.ctx.models()]
-        return JSONResponse({"object": "list", "data": data})
+        ids = [m["id"] for m in data]
+        return JSONResponse({"object": "list", "data": data, "has_more": False,
+                             "first_id": ids[0] if ids else None,
+                             "last_id": ids[-1] if ids else None})
 
     async def read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -80,7 +91,8 @@ class _Api:
                         reason=reason)
             raise errors.mesh_auth_failed(reason)
 
-    async def proxy(self, request: Request, kind: Kind) -> Response:
+    async def proxy(self, request: Request, kind: Kind,
+                    shaper: Callable[[str, str], Shaper] | None = None) -> Response:
         forwarded = FORWARDED in request.headers
         if not forwarded:  # node-to-node requests carry the mesh signature instead
             self.check_api_key(request)
@@ -91,8 +103,15 @@ class _Api:
         model_id = self.ctx.resolve(body["model"])
         if model_id is None:
             raise errors.model_not_found(body["model"], [m["id"] for m in self.ctx.models()])
-        job = Job(model_id, request.url.path, body, raw, bool(body.get("stream")),
-                  request_id_of(request.scope), forwarded)
+        return self.dispatch(request, model_id, request.url.path, body, raw, forwarded,
+                             shaper(model_id, request_id_of(request.scope)) if shaper else None)
+
+    def dispatch(self, request: Request, model_id: str, path: str, body: dict[str, Any],
+                 raw: bytes, forwarded: bool, shaper: Shaper | None) -> Response:
+        """Forward a checked request for `model_id` to `path` of a host; `shaper` gives the
+        answer the client's dialect (None: OpenAI)."""
+        job = Job(model_id, path, body, raw, bool(body.get("stream")),
+                  request_id_of(request.scope), forwarded, shaper)
         tracker = Tracker(self.state, self.metrics, self.ctx.events, model_id, self.ctx.node_id)
         return _Forwarded(self.forwarder, job, tracker)
 
@@ -190,9 +209,16 @@ def inline_status(page: str, doc: dict[str, Any]) -> str:
                         f'type="application/json">{data}</script>', 1)
 
 
+def _shaped(request: Request, err: errors.ApiError, headers: dict[str, str]) -> Response:
+    """`err` in the error shape of the dialect the request speaks."""
+    default: Dialect = getattr(request.app.state, "dialect", "openai")
+    body = error_body(dialect_of(request.url.path, request.headers, default), err)
+    return JSONResponse(body, status_code=err.status, headers=headers)
+
+
 def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.ApiError)
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+    return _shaped(request, exc, exc.headers)
 
 
 def _http_error(request: Request, exc: Exception) -> Response:
@@ -203,7 +229,7 @@ def _http_error(request: Request, exc: Exception) -> Response:
         err = errors.route_not_found(request.url.path)
     else:
         err = errors.ApiError(exc.status_code, str(exc.detail))
-    return JSONResponse(err.body(), status_code=err.status, headers=dict(exc.headers or {}))
+    return _shaped(request, err, dict(exc.headers or {}))
 
 
 # The client's connection failed under the response (hypercorn's trio server can race a
@@ -217,8 +243,8 @@ def _crash(request: Request, exc: Exception) -> Response:
         log.info("client_connection_lost", error=repr(exc), path=request.url.path)
         return Response(status_code=499)
     log.exception("request_crashed", error=repr(exc))
-    body = errors.error_body("Internal error in mesh-node.", errors.SERVER, None, "internal")
-    return JSONResponse(body, status_code=500)
+    return _shaped(request, errors.ApiError(500, "Internal error in mesh-node.",
+                                            type_=errors.SERVER, code="internal"), {})
 
 
 def build_app(ctx: MeshContext, timings: Timings, *,
@@ -227,6 +253,7 @@ def build_app(ctx: MeshContext, timings: Timings, *,
     """The API app for one node; `transport` replaces the network in tests."""
     upstream = transport or H11Transport()  # lean keep-alive pool: see api/upstream.py
     api = _Api(ctx, timings, upstream, wall)
+    ollama = OllamaApi(api, wall)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -240,6 +267,8 @@ def build_app(ctx: MeshContext, timings: Timings, *,
         HttpRoute("/v1/chat/completions", api.chat, methods=["POST"]),
         HttpRoute("/v1/completions", api.completions, methods=["POST"]),
         HttpRoute("/v1/embeddings", api.embeddings, methods=["POST"]),
+        *anthropic_routes(api),
+        *ollama_routes(ollama),
         HttpRoute("/api/status", api.status, methods=["GET"]),
         HttpRoute("/api/events", api.events, methods=["GET"]),
         HttpRoute("/metrics", api.metrics_page, methods=["GET"]),
@@ -253,4 +282,15 @@ def build_app(ctx: MeshContext, timings: Timings, *,
     app.add_middleware(RequestIdMiddleware)
     app.state.api = api.state
     app.state.metrics = api.metrics
+    app.state.ollama_app = _ollama_app(ollama, handlers)
+    return app
+
+
+def _ollama_app(ollama: OllamaApi, handlers: dict[Any, Any]) -> Starlette:
+    """The Ollama API alone, for its own listener (`[api] ollama_port`); same state as the
+    main app, whose lifespan owns the upstream transport."""
+    app = Starlette(routes=[HttpRoute("/", ollama.root, methods=["GET", "HEAD"]),
+                            *ollama_routes(ollama)], exception_handlers=handlers)
+    app.add_middleware(RequestIdMiddleware)
+    app.state.dialect = "ollama"
     return app

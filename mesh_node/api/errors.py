@@ -52,7 +52,8 @@ def wrong_type(name: str, expected: str) -> ApiError:
 
 
 def invalid_api_key() -> ApiError:
-    return ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <api_key>'.",
+    return ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <api_key>' "
+                    "or 'x-api-key: <api_key>'.",
                     code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
 
 

@@ -8,13 +8,14 @@ from typing import Any, Literal
 
 from mesh_node.api import errors
 
-Kind = Literal["chat", "completions", "embeddings"]
+Kind = Literal["chat", "completions", "embeddings", "count_tokens"]
 
 # The field each endpoint requires besides "model", and the JSON types it may take.
 _REQUIRED: dict[Kind, tuple[str, tuple[type, ...], str]] = {
     "chat": ("messages", (list,), "array"),
     "completions": ("prompt", (str, list), "string or array"),
     "embeddings": ("input", (str, list), "string or array"),
+    "count_tokens": ("messages", (list,), "array"),  # Anthropic's, passed through
 }
 
 
@@ -52,7 +53,7 @@ def parse(raw: bytes, kind: Kind) -> dict[str, Any]:
         raise errors.missing_field(field)
     if not isinstance(doc[field], types):
         raise errors.wrong_type(field, label)
-    if kind == "chat" and not all(isinstance(m, dict) for m in doc["messages"]):
+    if kind in ("chat", "count_tokens") and not all(isinstance(m, dict) for m in doc["messages"]):
         raise errors.wrong_type("messages", "array of message objects")
     if "stream" in doc and not isinstance(doc["stream"], bool):
         raise errors.wrong_type("stream", "boolean")

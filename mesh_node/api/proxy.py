@@ -20,6 +20,8 @@ from starlette.types import Receive, Scope, Send
 
 from mesh_node.api import errors
 from mesh_node.api.context import MeshContext, Route
+from mesh_node.api.dialects.base import Shaper
+from mesh_node.api.dialects.openai import OpenAiShaper
 from mesh_node.api.meshauth import forward_headers
 from mesh_node.api.routing import order_routes
 from mesh_node.api.tracker import ApiState, Tracker
@@ -43,6 +45,10 @@ class Job:
     stream: bool
     request_id: str
     forwarded: bool  # arrived from another node: serve locally or fail, never re-forward
+    shaper: Shaper | None = None  # the client's dialect; None: OpenAI (model name rewritten)
+
+    def shape(self) -> Shaper:
+        return self.shaper or OpenAiShaper(self.model_id)
 
 
 class _Retry(Exception):
@@ -141,7 +147,7 @@ class Forwarder:
             tracker.first_byte()
             if rest is not None:
                 handed_off = True
-                return self._relay(resp, first, rest, route, tracker)
+                return self._relay(resp, first, rest, route, job, tracker)
             return self._plain(resp, first, route, job, tracker)
         finally:
             if not handed_off:
@@ -203,15 +209,18 @@ class Forwarder:
 
     def _plain(self, resp: httpx.Response, body: bytes, route: Route, job: Job,
                tracker: Tracker) -> Response:
-        ctype = resp.headers.get("content-type", "application/json")
-        if route.rewrite_model and ctype.startswith("application/json"):
-            body = _rewrite_model(body, job.model_id)
+        ctype, body = job.shape().body(resp.status_code,
+                                       resp.headers.get("content-type", "application/json"), body)
         tracker.finish(resp.status_code)
         return Response(body, status_code=resp.status_code, media_type=ctype,
                         headers={SERVED_BY: tracker.node})
 
     def _relay(self, resp: httpx.Response, first: bytes, rest: AsyncIterator[bytes],
-               route: Route, tracker: Tracker) -> Response:
+               route: Route, job: Job, tracker: Tracker) -> Response:
+        """Relay the stream through the job's shaper: each whole upstream event goes out as
+        soon as it arrives (shaped), never held for the next."""
+        shaper = job.shape()
+        shaped = shaper.stream()
         outcome = {"status": 499}  # nginx's "client closed request" unless the stream ends
         done = False
 
@@ -228,21 +237,25 @@ class Forwarder:
 
         async def gen() -> AsyncIterator[bytes]:
             try:
-                yield first
+                if out := shaped.feed(first):
+                    yield out
                 async for chunk in rest:
-                    yield chunk
+                    if out := shaped.feed(chunk):
+                        yield out
+                if out := shaped.end():
+                    yield out
                 outcome["status"] = resp.status_code
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 outcome["status"] = 502
                 log.warning("upstream_stream_broken", peer=route.node_id, error=repr(exc))
-                yield _sse_error(f"the host failed mid-stream: {type(exc).__name__}")
+                yield shaped.fail(f"the host failed mid-stream: {type(exc).__name__}")
             finally:
                 await cleanup()
 
         headers = {SERVED_BY: tracker.node, "cache-control": "no-cache",
                    "x-accel-buffering": "no"}
         return RelayResponse(gen(), cleanup, status_code=resp.status_code, headers=headers,
-                             media_type=resp.headers.get("content-type", "text/event-stream"))
+                             media_type=shaper.media_type)
 
 
 async def _first_chunk(resp: httpx.Response,
@@ -273,20 +286,3 @@ async def _read_all(resp: httpx.Response, model: str) -> bytes:
         raise _Retry(f"died before the response was complete: {exc!r}") from None
     finally:
         await resp.aclose()
-
-
-def _rewrite_model(body: bytes, name: str) -> bytes:
-    """Put the mesh-facing model name back into a JSON response."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return body
-    if isinstance(doc, dict) and "model" in doc:
-        doc["model"] = name
-        return json.dumps(doc).encode()
-    return body
-
-
-def _sse_error(message: str) -> bytes:
-    err = errors.error_body(message, errors.SERVER, None, "upstream_failed")
-    return f"data: {json.dumps(err)}\n\n".encode()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from importlib.resources import files
+from pathlib import Path
 
 from mesh_node import records
 from mesh_node.backends import binaries
@@ -53,15 +55,23 @@ def split_args(workers: Sequence[records.WorkerAssignment], host_weight: float,
     ]
 
 
-# llama.cpp's built-in templates by architecture, for GGUF files that carry none (without one
-# llama-server falls back to chatml, which Gemma answers with echoes of the prompt)
-BUILTIN_TEMPLATES = {"gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma"}
+# Jinja chat templates shipped with mesh-node, by architecture, for GGUF files that carry none
+# (without one llama-server falls back to chatml, which Gemma answers with echoes of the
+# prompt). Jinja, not llama.cpp's built-in template names: those run with --no-jinja, where
+# a `tools` request fails ("tools param requires --jinja").
+TEMPLATES = {"gemma": "gemma.jinja", "gemma2": "gemma.jinja", "gemma3": "gemma.jinja"}
+
+
+def template_path(arch: str) -> Path:
+    """The shipped template file for `arch` (a key of TEMPLATES)."""
+    # package data is a plain file in every install we make (no zipped packages)
+    return Path(str(files("mesh_node.backends").joinpath("templates", TEMPLATES[arch])))
 
 
 def _template_args(entry: CatalogEntry) -> list[str]:
-    if entry.chat_template or not entry.arch or entry.arch not in BUILTIN_TEMPLATES:
+    if entry.chat_template or not entry.arch or entry.arch not in TEMPLATES:
         return []
-    return ["--no-jinja", "--chat-template", BUILTIN_TEMPLATES[entry.arch]]  # a built-in name, not Jinja
+    return ["--jinja", "--chat-template-file", str(template_path(entry.arch))]
 
 
 def host_spec(entry: CatalogEntry, port: int, workers: Sequence[records.WorkerAssignment] = (),

@@ -133,7 +133,7 @@ def models(args: argparse.Namespace) -> int:
         _err("mesh-node models: this build has no model catalog (mesh_node.catalog.scan is missing)")
         return 1
     entries = [plain(e) for e in scan.scan_catalog(config)]
-    print(json.dumps(entries, indent=2) if args.json else render_catalog(entries))
+    print(json.dumps(entries, indent=2, default=str) if args.json else render_catalog(entries))
     return 0
 
 

@@ -75,6 +75,15 @@ def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     plan.set_defaults(func=commands.plan)
 
 
+def _cli_logging() -> None:
+    """Logs of a one-shot command go to stderr, warnings and up: stdout is the result alone,
+    so `mesh-node models --json > models.json` stays valid JSON (structlog's default logger
+    would print to stdout)."""
+    from mesh_node.logs import configure_logging
+
+    configure_logging("warning", "auto", "mesh-node")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 failure, 2 bad usage or config)."""
     argv = sys.argv[1:] if argv is None else argv
@@ -83,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "plan" and args.url is None and args.snapshot is None:
         args.url = DEFAULT_URL
+    if args.command != "run":  # `run` sets its own level and format from the config
+        _cli_logging()
     try:
         code: int = args.func(args)
     except ConfigError as e:  # a bad config is the user's to fix: the message, no traceback

@@ -31,6 +31,7 @@ class ApiConfig:
     port: int = 9337
     api_key: str | None = field(default=None, repr=False)
     max_body_bytes: int = 8 * 1024 * 1024
+    ollama_port: int | None = None  # a second listener for the Ollama API (11434 by habit)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ FIELDS: dict[str, k.Kind] = {
     "api.port": k.PORT,
     "api.api_key": k.string(expected="a non-empty API key"),
     "api.max_body_bytes": k.SIZE,
+    "api.ollama_port": k.PORT,
     "backends.llama.server_bin": k.PATH,
     "backends.llama.rpc_bin": k.PATH,
     "backends.llama.threads": k.integer(1, 1024),

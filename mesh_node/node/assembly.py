@@ -136,6 +136,9 @@ class Node:
             self._wired = _Wiring(local, children, election, ctx, inv)
             app = build_app(ctx, t)
             self.api_port = await nursery.start(serve_api, app, cfg.api.host, cfg.api.port)
+            if cfg.api.ollama_port:  # the Ollama API on a listener of its own, when asked
+                await nursery.start(serve_api, app.state.ollama_app, cfg.api.host,
+                                    cfg.api.ollama_port)
 
             nursery.start_soon(self._watch_gossip, gossip)
             nursery.start_soon(self._watch_children, supervisor)

@@ -73,7 +73,8 @@ def abuse_raw(node: HostileNode, data: bytes, timeout: float = 5.0) -> bytes:
 @pytest.mark.parametrize("headers", [
     {}, {"authorization": "Bearer wrong-key"}, {"authorization": f"Basic {ABUSE_KEY}"},
     {"authorization": f"Bearer {ABUSE_KEY}x"}, {"authorization": ABUSE_KEY},
-    {"authorization": "Bearer  x"}, {"x-api-key": ABUSE_KEY},
+    {"authorization": "Bearer  x"}, {"x-api-key": "wrong-key"},
+    {"x-api-key": f"Bearer {ABUSE_KEY}"},  # x-api-key carries the bare key (Anthropic's habit)
 ])
 @pytest.mark.parametrize("method,path", [("GET", "/v1/models"),
                                          ("POST", "/v1/chat/completions")])
@@ -89,6 +90,9 @@ def test_abuse_bad_api_keys_get_401_in_openai_shape(abuse_node: HostileNode, met
 
 def test_abuse_good_key_passes(abuse_node: HostileNode) -> None:
     r = httpx.get(abuse_node.url("/v1/models"), headers=AUTH, trust_env=False)
+    assert r.status_code == 200 and r.json()["object"] == "list"
+    r = httpx.get(abuse_node.url("/v1/models"), headers={"x-api-key": ABUSE_KEY},
+                  trust_env=False)
     assert r.status_code == 200 and r.json()["object"] == "list"
 
 

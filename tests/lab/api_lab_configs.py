@@ -8,6 +8,7 @@ A holder's data_dir gets the shared Gemma GGUF hard-linked where the demo loader
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,9 @@ from pathlib import Path
 from lab_configs import LAB_SECRET, lab_node_toml
 
 from tests.support.api_llama import gemma_gguf
+from tests.support.tiny_mlx import make_tiny_mlx_model
 
+APILAB_MLX = "tiny-mlx-llama"  # the MLX model's folder name, hence its model id
 APILAB_THREADS = 1  # two shared cores: one decode thread per llama-server
 
 
@@ -32,11 +35,28 @@ def apilab_place_demo(data_dir: Path) -> Path:
     return dest
 
 
+def apilab_place_mlx(workdir: Path) -> Path:
+    """A folder holding the tiny generated MLX model (made once per lab); for model_dirs."""
+    folder = workdir / "mlx-models"
+    if not (folder / APILAB_MLX / "model.safetensors").exists():
+        make_tiny_mlx_model(folder / APILAB_MLX)
+    return folder
+
+
 def apilab_node_toml(name: str, data_dir: Path, *, demo: bool, peers: Sequence[str] = (),
-                     replicas: int = 1, secret: str = LAB_SECRET) -> str:
+                     replicas: int = 1, secret: str = LAB_SECRET, mlx_dir: Path | None = None,
+                     api_key: str | None = None, ollama_port: int | None = None) -> str:
     """One API-lab node; a `demo` holder serves Gemma with 1 thread, `replicas` > 1 asks the
-    mesh to host it on that many nodes (a [[models]] entry naming the demo file)."""
+    mesh to host it on that many nodes (a [[models]] entry naming the demo file); `mlx_dir`
+    (see apilab_place_mlx) makes it hold the tiny MLX model; `api_key` requires that key;
+    `ollama_port` opens the Ollama listener there."""
     base: str = lab_node_toml(name, data_dir, secret=secret, peers=peers)
+    if api_key is not None:
+        base = base.replace("[api]\n", f"[api]\napi_key = {json.dumps(api_key)}\n", 1)
+    if ollama_port is not None:
+        base = base.replace("[api]\n", f"[api]\nollama_port = {ollama_port}\n", 1)
+    if mlx_dir is not None:
+        base = base.replace("model_dirs = []", f"model_dirs = [{json.dumps(str(mlx_dir))}]", 1)
     if not demo:
         return base
     toml: str = base.replace("demo_model = false", "demo_model = true", 1)

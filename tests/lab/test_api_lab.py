@@ -1,9 +1,12 @@
-"""Issue 6 in the lab: the official openai client against every node of a three-node mesh,
-replica failover under kill -9 during a burst, and the dashboard in headless chromium.
+"""Issues 6 and 15 in the lab: the official openai, anthropic and ollama clients against a
+three-node mesh, replica failover under kill -9 during a burst, and the dashboard in headless
+chromium.
 
-Real `mesh-node run` processes in network namespaces; only hosts 1 and 2 hold Gemma 3 270M
-(llama-server, 1 thread each); host 3 holds nothing and must forward. The openai client and
-chromium run inside host 3's namespace (`ip netns exec`), so all traffic stays in the lab.
+Real `mesh-node run` processes in network namespaces. The shared mesh: host 1 holds Gemma 3
+270M (llama-server, 1 thread), host 2 a tiny generated MLX model (mlx_lm.server), host 3
+nothing and must forward; every node requires the API key "lab". The failover test starts
+its own mesh where hosts 1 and 2 both hold Gemma. Clients and chromium run inside host 3's
+namespace (`ip netns exec`), so all traffic stays in the lab.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_lab_configs import apilab_node_toml
+from api_lab_configs import APILAB_MLX, apilab_node_toml, apilab_place_mlx
 from lab_configs import lab_node_env, lab_peer
 from netlab import Lab, NodeProc, wait_until
 
@@ -28,19 +31,28 @@ pytestmark = [pytest.mark.lab, pytest.mark.real]
 
 APILAB_ROOT = Path(__file__).resolve().parents[2]
 APILAB_CLIENT = APILAB_ROOT / "tests" / "support" / "apilab_client.py"
+APILAB_DIALECTS = APILAB_ROOT / "tests" / "support" / "apilab_dialects.py"
+APILAB_KEY = "lab"  # the key apilab_client.py sends
+APILAB_OLLAMA_PORT = 11434  # h3's own Ollama listener in the shared mesh
 APILAB_SCREENSHOT = APILAB_ROOT / "benchmarks" / "results" / "dashboard.png"
 APILAB_READY_S = 240.0  # three nodes + two llama-servers on two cores shared with other labs
 APILAB_CLIENT_S = 180.0
 
 
-def _apilab_start(lab: Lab, workdir: Path, replicas: int = 1) -> list[NodeProc]:
-    """Nodes h1, h2 (Gemma holders) and h3 (nothing), seeded at h1; returned in order."""
+def _apilab_start(lab: Lab, workdir: Path, replicas: int = 1,
+                  mlx: bool = False) -> list[NodeProc]:
+    """Nodes h1 (Gemma), h2 (Gemma, or the tiny MLX model when `mlx`) and h3 (nothing),
+    seeded at h1; returned in order. With `mlx` every node requires APILAB_KEY."""
     env = lab_node_env(workdir)
     peers = [lab_peer(lab.host(1).addr)]
+    mlx_dir = apilab_place_mlx(workdir) if mlx else None
     nodes = []
     for k in (1, 2, 3):
-        toml = apilab_node_toml(f"h{k}", workdir / f"data{k}", demo=k != 3,
-                                peers=peers if k != 1 else (), replicas=replicas)
+        toml = apilab_node_toml(f"h{k}", workdir / f"data{k}", demo=k == 1 or (k == 2 and not mlx),
+                                peers=peers if k != 1 else (), replicas=replicas,
+                                mlx_dir=mlx_dir if k == 2 else None,
+                                api_key=APILAB_KEY if mlx else None,
+                                ollama_port=APILAB_OLLAMA_PORT if mlx and k == 3 else None)
         nodes.append(lab.host(k).start_node(toml, env=env))
     return nodes
 
@@ -51,11 +63,13 @@ def _apilab_ready_hosts(st: dict[str, Any]) -> list[str]:
                   and any(s["role"] == "host" and s["ready"] for s in m["serving"]))
 
 
-def _apilab_wait_mesh(nodes: list[NodeProc], hosts: int) -> dict[str, Any]:
-    """Every node sees 3 alive members and `hosts` ready hosts of one placed model."""
+def _apilab_wait_mesh(nodes: list[NodeProc], hosts: int, models: int = 1) -> dict[str, Any]:
+    """Every node sees 3 alive members, `models` placed and ready models, `hosts` ready
+    hosts."""
     def ok(st: dict[str, Any]) -> bool:
         alive = sum(m["status"] == "alive" for m in st["members"])
-        return (alive == 3 and len(st["placement"]) == 1 and st["placement"][0]["ready"]
+        return (alive == 3 and len(st["placement"]) == models
+                and all(p["ready"] for p in st["placement"])
                 and len(_apilab_ready_hosts(st)) == hosts)
     states: list[dict[str, Any]] = [n.wait_for(ok, APILAB_READY_S, interval=1.0) for n in nodes]
     return states[-1]
@@ -71,12 +85,13 @@ def _apilab_run_client(node: NodeProc, *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def apilab_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, list[NodeProc]]]:
-    """One running three-node mesh (no replicas) shared by the client and dashboard tests."""
+    """One running three-node mesh (Gemma on h1, tiny MLX on h2) shared by the client,
+    dialect and dashboard tests."""
     workdir = tmp_path_factory.mktemp("apilab")
     lab = Lab(3, workdir=workdir)
     try:
-        nodes = _apilab_start(lab, workdir)
-        _apilab_wait_mesh(nodes, hosts=1)
+        nodes = _apilab_start(lab, workdir, mlx=True)
+        _apilab_wait_mesh(nodes, hosts=2, models=2)
         yield lab, nodes
     finally:
         lab.close()
@@ -86,16 +101,69 @@ def test_apilab_openai_client_at_every_node_reaches_the_elected_host(
         apilab_mesh: tuple[Lab, list[NodeProc]]) -> None:
     _, nodes = apilab_mesh
     st = nodes[2].status()
-    plan = st["placement"][0]
-    holders = {n.status()["node"]["id"] for n in nodes[:2]}
+    plan = next(p for p in st["placement"] if p["model"] != APILAB_MLX)
     elected = plan["hosts"][0]["id"]
-    assert plan["mode"] == "solo" and len(plan["hosts"]) == 1 and elected in holders
+    assert plan["mode"] == "solo" and elected == nodes[0].status()["node"]["id"]
     for node in nodes:
         out = json.loads(_apilab_run_client(nodes[2], "basic", node.base_url))
-        assert out["models"] == [plan["model"]], out
+        assert out["models"] == sorted(p["model"] for p in st["placement"]), out
         assert out["chat_text"].strip(), out
         assert out["stream_chunks"] >= 2 and out["stream_text"].strip(), out
         assert out["chat_served_by"] == elected and out["stream_served_by"] == elected, out
+
+
+def test_apilab_every_dialect_through_a_non_host_node(
+        apilab_mesh: tuple[Lab, list[NodeProc]]) -> None:
+    """anthropic, ollama and openai clients at h3 (hosts nothing): the llama and the MLX
+    model answer whole and streamed, named by their mesh id in every chunk; listings;
+    404/400/401 in each dialect's shape; a tools request answers 200 in both tool dialects."""
+    _, nodes = apilab_mesh
+    st = nodes[2].status()
+    ids = sorted(p["model"] for p in st["placement"])
+    gemma = next(m for m in ids if m != APILAB_MLX)
+    argv = ["ip", "netns", "exec", nodes[2].ns, sys.executable, str(APILAB_DIALECTS),
+            nodes[2].base_url, APILAB_KEY, gemma, APILAB_MLX]
+    started = time.monotonic()
+    cp = subprocess.run(argv, capture_output=True, text=True, timeout=APILAB_CLIENT_S)
+    assert cp.returncode == 0, f"client failed ({cp.returncode}): {cp.stderr[-3000:]}"
+    out = json.loads(cp.stdout)
+    assert out["anthropic_models"] == ids and out["openai_models"] == ids
+    assert out["ollama_tags"] == [f"{m}:latest" for m in ids] == out["ollama_ps"]
+    for model in ids:
+        a, o, oa = (out["answers"][model][d] for d in ("anthropic", "ollama", "openai"))
+        assert a["model"] == model and a["stream_models"] == [model], a
+        assert a["stream_events"][0] == "message_start" and a["stream_events"][-1] == "message_stop"
+        assert a["output_tokens"] > 0 and a["stream_output_tokens"] > 0, a
+        assert o["model"] == f"{model}:latest" and o["stream_models"] == [f"{model}:latest"], o
+        assert o["done"] and o["stream_last_done"] and o["stream_eval_count"] > 0, o
+        assert oa["model"] == model and oa["stream_models"] == [model], oa
+        if model == gemma:  # real text (the MLX model's random weights may say nothing)
+            assert a["text"].strip() and a["stream_text"].strip(), a
+            assert o["text"].strip() and o["stream_text"].strip(), o
+            assert o["generate_text"].strip() and oa["text"] and oa["stream_text"].strip(), o
+    errs = out["errors"]
+    assert {d: {k: e["status"] for k, e in v.items()} for d, v in errs.items()} == {
+        d: {"unknown": 404, "bad": 400, "key": 401} for d in ("anthropic", "ollama", "openai")}
+    assert errs["anthropic"]["unknown"]["body"]["error"]["type"] == "not_found_error"
+    assert errs["anthropic"]["key"]["body"]["type"] == "error"
+    assert "no-such-model" in errs["ollama"]["unknown"]["body"]
+    assert errs["openai"]["unknown"]["body"]["code"] == "model_not_found"
+    tools = out["tools"]
+    # answered (200): a tool call or a message; the tiny model may talk until max_tokens
+    assert tools["openai_finish"] in ("tool_calls", "stop", "length"), tools
+    assert tools["openai_calls"] == ["get_weather"] or tools["openai_text"], tools
+    assert tools["anthropic_stop"] in ("tool_use", "end_turn", "max_tokens"), tools
+    assert tools["anthropic_blocks"], tools
+    own = f"http://{nodes[2].address}:{APILAB_OLLAMA_PORT}"
+    cp = subprocess.run(["ip", "netns", "exec", nodes[2].ns, sys.executable, "-c",
+                         "import json, ollama, sys; c = ollama.Client(host=sys.argv[1], "
+                         "headers={'Authorization': 'Bearer ' + sys.argv[2]}); "
+                         "print(json.dumps([m.model for m in c.list().models]))",
+                         own, APILAB_KEY], capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    assert json.loads(cp.stdout) == out["ollama_tags"]  # [api] ollama_port: the same API
+    print(f"dialects: {len(ids)} models x 3 clients in {time.monotonic() - started:.1f}s; "
+          f"tools: openai {tools['openai_finish']}, anthropic {tools['anthropic_stop']}")
 
 
 def _apilab_chromium(node: NodeProc, profile: Path, *extra: str) -> str:

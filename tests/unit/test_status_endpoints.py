@@ -43,7 +43,10 @@ async def test_status_endpoints_status_models_health() -> None:
     assert models["data"][0] | {} == {"id": "gemma-3-270m", "object": "model", "created": 0,
                                       "owned_by": "mesh-node", "aliases": ["gemma"],
                                       "key": "gemma-3-270m", "backend": "llama", "mode": "solo",
-                                      "hosts": [], "ready": False}
+                                      "hosts": [], "ready": False,
+                                      # read by Anthropic's client too
+                                      "type": "model", "display_name": "gemma-3-270m",
+                                      "created_at": "1970-01-01T00:00:00Z"}
     assert health.status_code == 200 and ready.status_code == 200
     assert unready.status_code == 503 and unready.json()["reason"] == "gossip not started"
     assert page.status_code == 200 and "<title>mesh-node</title>" in page.text
