@@ -163,7 +163,9 @@ class Swim(ProbeMixin):
 
     def next_deadline(self) -> float:
         """When `on_tick` next has something to do."""
-        ds = [self._probe_deadline(), self._next_pp]
+        ds = [self._probe_deadline()]
+        if not self.leaving:  # a leaving node runs no push-pull: its deadline must not spin
+            ds.append(self._next_pp)
         if len(self._bq):
             ds.append(self._next_gossip)
         if self._gone:

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from mesh_node import records
-from mesh_node.records_wire import decode_state, encode_state
 from mesh_node.backends import binaries, llama
 from mesh_node.backends.capabilities import detect_capabilities, llama_capability, mlx_capability
 from mesh_node.catalog.scan import scan_catalog
 from mesh_node.config.model import BackendsConfig, Config, LlamaConfig, MlxConfig, NodeConfig
+from mesh_node.records_wire import decode_state, encode_state
 from tests.support.backends_config import backends_test_config
 
 pytestmark = pytest.mark.real

@@ -43,7 +43,7 @@ def _mesh(rng: random.Random) -> tuple[int, list[ModelSummary], list[tuple[int, 
     models = [model(f"m{j}", rng.choice([200, 400, 700, 1200])) for j in range(rng.randint(1, 3))]
     n = rng.randint(2, 5)
     nodes = []
-    for i in range(n):
+    for _ in range(n):
         held = [m for m in models if rng.random() < 0.6]
         nodes.append((rng.choice([512, 1024, 2048, 4096]), held))
     if not any(held for _, held in nodes):
