@@ -57,7 +57,7 @@ lab: install-dev sysdeps
 
 ## Long fuzzing of the wire, push-pull, TXT and config decoders: 100,000+ inputs each (~25 min).
 fuzz: install-dev
-	MESH_NODE_FUZZ_LONG=1 $(VENV)/bin/pytest tests/unit/test_fuzz_wire.py \
+	MESH_NODE_FUZZ_LONG=1 $(VENV)/bin/pytest tests/unit/test_fuzz_wire.py tests/unit/test_fuzz_node.py \
 		tests/unit/test_fuzz_txt.py tests/unit/test_fuzz_config.py $(PYTEST_ARGS)
 
 bench: install-dev sysdeps

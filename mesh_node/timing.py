@@ -21,6 +21,7 @@ class Timings:
     suspicion_max_mult: int = 6  # memberlist SuspicionMaxTimeoutMult = 6
     push_pull_interval: float = 15.0  # memberlist LAN is 30 s; halved so partitions heal faster
     push_pull_timeout: float = 5.0  # one TCP exchange on a LAN; a stuck peer must not pin a task
+    push_pull_header_timeout: float = 1.0  # a real peer sends its 4-byte length at once
     # A dead/left record (tombstone) is kept this long, then dropped. Longer than two push-pull
     # rounds plus the longest suspicion (6 x 4 s at N < 10), so every peer has declared the death
     # before anyone forgets it and stale news cannot bring the member back.

@@ -8,6 +8,7 @@ target) may be failing, and raises its local health score (Lifeguard).
 from __future__ import annotations
 
 import random
+from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,7 @@ class _Probe:
     indirect: bool = False
     expected_nacks: int = 0
     nacks: int = 0
+    relays: frozenset[str] = frozenset()  # ids asked to ping-req; only they may ack for target
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,14 @@ class ProbeMixin:
     table: dict[str, Update]
     _aware: Awareness
     _rtt: dict[str, float]
+    counters: defaultdict[str, int]
 
     if TYPE_CHECKING:
         def _send(self, addr: Addr, base: Message) -> Send: ...
         def _apply(self, u: Update, now: float, pushpull: bool = False) -> list[Effect]: ...
+
+    def counters_bump(self, name: str) -> None:
+        self.counters[name] += 1
 
     def _init_probe(self, now: float) -> None:
         self._live: list[str] = []
@@ -66,7 +72,9 @@ class ProbeMixin:
         self._probe: _Probe | None = None
         self._next_probe = now
         self._relays: dict[int, _Relay] = {}
-        self._seq = 0
+        # a random start: a restarted node's sequence numbers do not repeat its last life's, so
+        # an ack captured then cannot answer a probe now (acks are also tied to the target)
+        self._seq = self.rng.randrange(1, 1 << 31)
 
     # --- live index: O(1) add/remove, O(k) sampling -------------------------------------
     def _live_add(self, node: str) -> None:
@@ -112,6 +120,7 @@ class ProbeMixin:
             p.indirect = True
             peers = self._sample(self.t.indirect_checks, exclude=p.target)
             p.expected_nacks = len(peers)
+            p.relays = frozenset(peers)
             for x in peers:
                 req = PingReq(p.seq, self.id, p.target, p.addr[0], p.addr[1])
                 out.append(self._send(self.table[x].addr, req))
@@ -180,6 +189,9 @@ class ProbeMixin:
             return [self._send(relay.requester, Ack(relay.seq, self.id))]
         p = self._probe
         if p is None or msg.seq != p.seq:
+            return []
+        if msg.sender != p.target and msg.sender not in p.relays:
+            self.counters_bump("ack_misattributed")  # an ack must come from whom we asked
             return []
         self._probe = None
         self._aware.apply(-1)

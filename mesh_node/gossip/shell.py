@@ -1,8 +1,11 @@
 """The trio shell of gossip: UDP datagrams and TCP push-pull around the pure `Swim` core.
 
 It sleeps until the core's next deadline or a datagram, calls the core, and carries out the
-effects. Bad datagrams are counted and dropped, never raised. Push-pull frames are a 4-byte
-big-endian length then a sealed message; every TCP exchange runs under a timeout.
+effects. Bad datagrams are counted and dropped, never raised; so are replays (gossip/replay.py
+reads the envelope sealed in every datagram and frame). Push-pull frames are a 4-byte big-endian
+length then a sealed message; every TCP exchange runs under a timeout, the length prefix under a
+short one, and one source address holds at most one inbound exchange, so a stranger's idle
+connections cannot take the slots a joining node needs.
 """
 
 from __future__ import annotations
@@ -10,20 +13,32 @@ from __future__ import annotations
 import os
 import random
 import socket
-from collections import deque
+import time
+from collections import Counter
 
 import structlog
 import trio
 
 from mesh_node.gossip.effects import Addr, Effect, Log, MemberChanged, MemberInfo, Send, Sync
+from mesh_node.gossip.replay import ReplayGuard
 from mesh_node.gossip.swim import Swim
-from mesh_node.gossip.wire import MAX_FRAME, NONCE_LEN, PushPull, WireError, open_, seal
+from mesh_node.gossip.wire import (
+    MAX_DATAGRAM,
+    MAX_FRAME,
+    NONCE_LEN,
+    Envelope,
+    Message,
+    PushPull,
+    WireError,
+    open_env,
+    seal,
+)
 from mesh_node.security import MeshKeys
 from mesh_node.timing import DEFAULT_TIMINGS, Timings
 
 log = structlog.get_logger("mesh_node.gossip")
-INBOUND_SYNC_MAX = 4  # push-pulls served at once: memory stays under 4 x MAX_FRAME (x2 copy)
-REPLAY_WINDOW = 8192  # nonces remembered (about 20 s of traffic at N = 100)
+INBOUND_SYNC_MAX = 8  # push-pulls served at once: memory stays under 8 x MAX_FRAME (x2 copy)
+INBOUND_PER_ADDR = 1  # one exchange per source address at a time (memberlist serves one too)
 SUBSCRIBER_BUFFER = 256
 _STATS = ("sent_bytes", "sent_packets", "recv_bytes", "recv_packets", "dropped_auth",
           "dropped_malformed", "dropped_version", "dropped_oversize", "dropped_replay",
@@ -48,8 +63,10 @@ class GossipService:
         self._poke = trio.Event()
         self._inbound_syncs = 0
         self._subs: list[trio.MemorySendChannel[MemberChanged]] = []
-        self._nonces: deque[bytes] = deque()
-        self._seen: set[bytes] = set()
+        self._guard = ReplayGuard()
+        self._epoch = time.time_ns() // 1_000_000  # this boot, in wall ms: orders our lives
+        self._counter = 0
+        self._inbound_by_addr: Counter[str] = Counter()
         self._syncing: set[Addr] = set()
         self._udp: trio.socket.SocketType | None = None
         self._nursery: trio.Nursery | None = None
@@ -129,26 +146,26 @@ class GossipService:
             self.stats["recv_packets"] += 1
             self.stats["recv_bytes"] += len(data)
             try:
-                msg = open_(self.keys, data)
+                env, msg = open_env(self.keys, data)
             except WireError as e:
                 self.stats[f"dropped_{e.reason}"] += 1
                 continue
-            if isinstance(msg, PushPull) or not self._fresh(data[1:1 + NONCE_LEN]):
-                self.stats["dropped_replay" if not isinstance(msg, PushPull)
-                           else "dropped_malformed"] += 1
+            if isinstance(msg, PushPull):
+                self.stats["dropped_malformed"] += 1
+                continue
+            if self._guard.check("udp", msg.sender, env, time.time()) is not None:
+                self.stats["dropped_replay"] += 1
                 continue
             await self._carry(self._core.on_message((src[0], src[1]), msg, trio.current_time()))
             self._poke.set()  # the deadline may have moved
 
-    def _fresh(self, nonce: bytes) -> bool:
-        """False for a nonce seen recently (a replayed datagram)."""
-        if nonce in self._seen:
-            return False
-        self._seen.add(nonce)
-        self._nonces.append(nonce)
-        if len(self._nonces) > REPLAY_WINDOW:
-            self._seen.discard(self._nonces.popleft())
-        return True
+    def envelope(self) -> Envelope:
+        """The next envelope of this boot (counter from 1, never reused within the epoch)."""
+        self._counter += 1
+        return Envelope(self._epoch, self._counter, int(time.time()))
+
+    def seal_message(self, msg: Message, limit: int | None) -> bytes:
+        return seal(self.keys, msg, os.urandom(NONCE_LEN), limit, self.envelope())
 
     async def _carry(self, effects: list[Effect]) -> None:
         for e in effects:
@@ -166,7 +183,7 @@ class GossipService:
     async def _send(self, e: Send) -> None:
         assert self._udp is not None
         try:
-            data = seal(self.keys, e.msg, os.urandom(NONCE_LEN))
+            data = self.seal_message(e.msg, MAX_DATAGRAM)
         except (WireError, ValueError, OverflowError):  # never let one message stop the loop
             self.stats["send_errors"] += 1
             return
@@ -194,7 +211,7 @@ class GossipService:
                 stream = await trio.open_tcp_stream(*addr)
                 async with stream:
                     await _send_frame(stream, self._seal_state(join))
-                    reply = self._open_state(await _recv_frame(stream))
+                    reply = self._open_state(await _recv_frame_timed(stream, self._timings))
             self.stats["pushpull_ok"] += 1
             if reply is not None:
                 self.joined.set()
@@ -206,21 +223,30 @@ class GossipService:
             self._syncing.discard(addr)
 
     async def _serve_tcp(self, stream: trio.SocketStream) -> None:
-        if self._inbound_syncs >= INBOUND_SYNC_MAX:  # bounded memory under a frame flood
+        try:
+            peer = str(stream.socket.getpeername()[0])
+        except OSError:
+            peer = "?"
+        if self._inbound_syncs >= INBOUND_SYNC_MAX or \
+                self._inbound_by_addr[peer] >= INBOUND_PER_ADDR:  # bounded under a flood
             self.stats["pushpull_refused"] += 1
             await stream.aclose()
             return
         self._inbound_syncs += 1
+        self._inbound_by_addr[peer] += 1
         try:
             await self._serve_sync(stream)
         finally:
             self._inbound_syncs -= 1
+            self._inbound_by_addr[peer] -= 1
+            if not self._inbound_by_addr[peer]:
+                del self._inbound_by_addr[peer]
 
     async def _serve_sync(self, stream: trio.SocketStream) -> None:
         try:
             with trio.fail_after(self._timings.push_pull_timeout):
                 async with stream:
-                    req = self._open_state(await _recv_frame(stream))
+                    req = self._open_state(await _recv_frame_timed(stream, self._timings))
                     if req is None:
                         return
                     await _send_frame(stream, self._seal_state(False))
@@ -234,16 +260,19 @@ class GossipService:
             self.stats["pushpull_failed"] += 1
 
     def _seal_state(self, join: bool) -> bytes:
-        return seal(self.keys, self._core.full_state(join), os.urandom(NONCE_LEN), MAX_FRAME)
+        return self.seal_message(self._core.full_state(join), MAX_FRAME)
 
     def _open_state(self, data: bytes) -> PushPull | None:
         try:
-            msg = open_(self.keys, data, MAX_FRAME)
+            env, msg = open_env(self.keys, data, MAX_FRAME)
         except WireError as e:
             self.stats[f"dropped_{e.reason}"] += 1
             return None
         if not isinstance(msg, PushPull):
             self.stats["dropped_malformed"] += 1
+            return None
+        if self._guard.check("tcp", msg.sender, env, time.time()) is not None:
+            self.stats["dropped_replay"] += 1  # a captured frame, replayed
             return None
         return msg
 
@@ -252,11 +281,24 @@ async def _send_frame(stream: trio.SocketStream, data: bytes) -> None:
     await stream.send_all(len(data).to_bytes(4, "big") + data)
 
 
-async def _recv_frame(stream: trio.SocketStream) -> bytes:
-    size = int.from_bytes(await _recv_exactly(stream, 4), "big")
+def _frame_size(head: bytes) -> int:
+    size = int.from_bytes(head, "big")
     if size > MAX_FRAME:
         raise WireError("oversize", f"frame {size}")
-    return await _recv_exactly(stream, size)
+    return size
+
+
+async def _recv_frame(stream: trio.SocketStream) -> bytes:
+    """One length-prefixed frame (the fuzzers drive this without a trio run)."""
+    return await _recv_exactly(stream, _frame_size(await _recv_exactly(stream, 4)))
+
+
+async def _recv_frame_timed(stream: trio.SocketStream, t: Timings) -> bytes:
+    """A frame whose length prefix must come within push_pull_header_timeout: a real peer sends
+    it at once, so a stranger cannot idle on an inbound slot."""
+    with trio.fail_after(t.push_pull_header_timeout):
+        head = await _recv_exactly(stream, 4)
+    return await _recv_exactly(stream, _frame_size(head))
 
 
 async def _recv_exactly(stream: trio.SocketStream, n: int) -> bytes:

@@ -43,6 +43,7 @@ from mesh_node.gossip.wire import MAX_COUNTER, Gossip, Message, PushPull, fit
 from mesh_node.timing import DEFAULT_TIMINGS, Timings
 
 _EVENTS = {"suspect": "member_suspected", "dead": "member_dead", "left": "member_left"}
+MAX_MEMBERS = 4096  # far above a LAN; every per-member map of the core is bounded by it
 
 
 def _live4(u: Update) -> tuple[int, str, str, int]:
@@ -212,6 +213,9 @@ class Swim(ProbeMixin):
         old = self.table.get(u.node)
         if old is None and u.status != "alive":
             self.counters["ignored_unknown"] += 1  # memberlist: no suspect/dead of strangers
+            return []
+        if old is None and len(self.table) >= MAX_MEMBERS:
+            self.counters["table_full"] += 1  # bounded memory, whatever an insider sends
             return []
         if old is not None and old.status in LIVE and u.addr != old.addr:
             return self._conflict(old, u)

@@ -1,7 +1,10 @@
 """Gossip wire format: msgpack messages sealed with AES-256-GCM.
 
-Sealed layout: version (1 byte) | nonce (12 bytes) | AES-GCM(msgpack body) with the version and
-the mesh digest as associated data, so another protocol version or another mesh never decodes.
+Sealed layout: version (1 byte) | nonce (12 bytes) | AES-GCM(envelope | msgpack body) with the
+version and the mesh digest as associated data, so another protocol version or another mesh never
+decodes. The envelope (inside the seal, so nobody can forge or strip it) is the sender's boot epoch
+(wall-clock ms at start: it orders a sender's lives), a per-epoch message counter and the wall
+second it was sent: the anti-replay window of gossip/replay.py reads it, as IPsec/DTLS do.
 A datagram never exceeds MAX_DATAGRAM (1,200 bytes: fits the IPv6 minimum MTU of 1,280 with
 headers, RFC 8200 §5); `fit` packs piggybacked updates until that budget is reached. Push-pull
 frames over TCP use the same sealing with no size limit but MAX_FRAME.
@@ -24,7 +27,8 @@ from mesh_node.security import MeshKeys
 PROTOCOL_VERSION = 2  # 2: bounded fields, volatile load beside each update
 NONCE_LEN = 12
 TAG_LEN = 16
-OVERHEAD = 1 + NONCE_LEN + TAG_LEN
+ENVELOPE_LEN = 20  # epoch u64 | counter u64 | sent_at u32, big-endian
+OVERHEAD = 1 + NONCE_LEN + TAG_LEN + ENVELOPE_LEN
 MAX_DATAGRAM = 1200
 PLAIN_BUDGET = MAX_DATAGRAM - OVERHEAD
 # push-pull: a frame must be read whole before it can be authenticated, so this bounds what a
@@ -42,6 +46,24 @@ MAX_LOAD = 256
 MAX_UPDATES = 8192  # one push-pull table
 
 Reason = Literal["auth", "malformed", "version", "oversize"]
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Freshness data sealed with every datagram and frame."""
+
+    epoch: int = 0  # the sender's boot (wall ms); a restarted sender has a larger one
+    counter: int = 0  # per epoch, from 1
+    sent_at: int = 0  # wall seconds
+
+    def pack(self) -> bytes:
+        return (self.epoch.to_bytes(8, "big") + self.counter.to_bytes(8, "big")
+                + self.sent_at.to_bytes(4, "big"))
+
+    @classmethod
+    def unpack(cls, b: bytes) -> Envelope:
+        return cls(int.from_bytes(b[:8], "big"), int.from_bytes(b[8:16], "big"),
+                   int.from_bytes(b[16:20], "big"))
 
 
 class WireError(Exception):
@@ -142,12 +164,14 @@ def fit(base: Message, candidates: Iterable[Update], budget: int = PLAIN_BUDGET,
     return replace(base, updates=tuple(chosen))
 
 
-def seal(keys: MeshKeys, msg: Message, nonce: bytes, limit: int | None = MAX_DATAGRAM) -> bytes:
+def seal(keys: MeshKeys, msg: Message, nonce: bytes, limit: int | None = MAX_DATAGRAM,
+         env: Envelope = Envelope()) -> bytes:
     """Encrypt and authenticate a message; the caller draws the 12-byte random nonce."""
     if len(nonce) != NONCE_LEN:
         raise ValueError("nonce must be 12 bytes")
     head = bytes([PROTOCOL_VERSION])
-    sealed = head + nonce + AESGCM(keys.gossip_key).encrypt(nonce, encode(msg), _ad(keys))
+    plain = env.pack() + encode(msg)
+    sealed = head + nonce + AESGCM(keys.gossip_key).encrypt(nonce, plain, _ad(keys))
     if limit is not None and len(sealed) > limit:
         raise WireError("oversize", f"{len(sealed)} > {limit}")
     return sealed
@@ -155,6 +179,12 @@ def seal(keys: MeshKeys, msg: Message, nonce: bytes, limit: int | None = MAX_DAT
 
 def open_(keys: MeshKeys, data: bytes, limit: int | None = MAX_DATAGRAM) -> Message:
     """Authenticate and decode; raises WireError and nothing else."""
+    return open_env(keys, data, limit)[1]
+
+
+def open_env(keys: MeshKeys, data: bytes, limit: int | None = MAX_DATAGRAM
+             ) -> tuple[Envelope, Message]:
+    """Authenticate and decode, with the sealed envelope; raises WireError and nothing else."""
     if limit is not None and len(data) > limit:
         raise WireError("oversize", f"{len(data)} > {limit}")
     if len(data) < OVERHEAD:
@@ -166,7 +196,9 @@ def open_(keys: MeshKeys, data: bytes, limit: int | None = MAX_DATAGRAM) -> Mess
                                                _ad(keys))
     except InvalidTag:
         raise WireError("auth") from None
-    return decode(body)
+    if len(body) < ENVELOPE_LEN:
+        raise WireError("malformed", "envelope")
+    return Envelope.unpack(body[:ENVELOPE_LEN]), decode(body[ENVELOPE_LEN:])
 
 
 def _ad(keys: MeshKeys) -> bytes:

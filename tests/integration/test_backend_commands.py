@@ -91,4 +91,5 @@ def test_backend_catalog_demo_model_assembled_once(tmp_path: Path) -> None:
     mtime = entry.path.stat().st_mtime_ns
     (again,) = scan_catalog(cfg, hf_cache=tmp_path / "x")
     assert again.path.stat().st_mtime_ns == mtime  # assembled once, not rewritten
-    assert records.ModelSummary.from_wire(entry.to_summary().to_wire()) == entry.to_summary()
+    st = records.NodeState("n", "n", "10.0.0.1", 1, 2, 0, 0, catalog=(entry.to_summary(),))
+    assert decode_state(encode_state(st)).catalog == (entry.to_summary(),)  # the gossip seam

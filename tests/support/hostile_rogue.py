@@ -123,7 +123,7 @@ class RecordingGossip(GossipService):
 
     async def _send(self, e: Send) -> None:
         assert self._udp is not None
-        data = seal(self.keys, e.msg, os.urandom(NONCE_LEN))
+        data = self.seal_message(e.msg, MAX_DATAGRAM)  # with this boot's envelope
         self.sent_log.append((data, e.addr[0], e.addr[1]))
         try:
             await self._udp.sendto(data, e.addr)
