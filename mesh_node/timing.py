@@ -27,6 +27,9 @@ class Timings:
     # before anyone forgets it and stale news cannot bring the member back.
     dead_reclaim: float = 60.0
     state_fetch_retry: float = 1.0  # a record announced by digest is pulled again this often
+    # a sealed datagram/frame older (or newer) than this is a replay: the node-to-node HTTP
+    # window; LAN clocks under NTP agree within seconds (gossip/replay.py)
+    gossip_freshness: float = 30.0
     awareness_max: int = 8  # Lifeguard local health multiplier cap (memberlist AwarenessMaxMultiplier)
     # --- discovery ---
     static_peer_backoff_min: float = 0.5  # first retry of an unreachable static peer
@@ -41,6 +44,9 @@ class Timings:
     failed_cooldown: float = 60.0  # a failed host keeps saying so, so it is not re-elected at once
     load_publish: float = 1.0  # volatile load (in flight) is gossiped at most this often
     # --- backends ---
+    health_poll: float = 0.25  # llama-server answers 503 while loading; a quarter second keeps load low
+    health_probe_timeout: float = 2.0  # one probe; a healthy local server answers in milliseconds
+    capability_probe_timeout: float = 30.0  # a cold `import mlx_lm` on a slow disk takes seconds
     backend_health_timeout: float = 120.0  # llama-server loads a 250 MB GGUF in ~2 s; big ones take longer
     backend_stop_grace: float = 5.0  # SIGTERM, then SIGKILL after this
     backend_restart_min: float = 0.5  # capped exponential restart backoff
@@ -49,6 +55,9 @@ class Timings:
     route_retry_window: float = 20.0  # a request waits at most this long for a ready host
     upstream_connect_timeout: float = 5.0
     upstream_read_timeout: float = 300.0  # a long generation on a CPU host
+    # --- status ---
+    sse_keepalive: float = 15.0  # SSE comment line; lets proxies keep and clients check the stream
+    cli_http_timeout: float = 5.0  # a LAN node answers /api/status in ms; 5 s means it is gone
     # --- shutdown ---
     shutdown_deadline: float = 5.0  # SIGTERM to exit, leave + goodbyes + children
 

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from mesh_node import records
 from mesh_node.backends import binaries
 from mesh_node.config.model import Config
+from mesh_node.timing import DEFAULT_TIMINGS
 
-PROBE_TIMEOUT = 30.0  # a cold `import mlx_lm` on a slow disk takes several seconds
+PROBE_TIMEOUT = DEFAULT_TIMINGS.capability_probe_timeout
 
 
 def _run(argv: Sequence[str], env: dict[str, str]) -> tuple[int, str]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import httpx
 import trio
 
-POLL_INTERVAL = 0.25  # llama-server answers 503 while loading; a quarter second keeps load low
-PROBE_TIMEOUT = 2.0  # one probe; a healthy local server answers in milliseconds
+from mesh_node.timing import DEFAULT_TIMINGS
+
+POLL_INTERVAL = DEFAULT_TIMINGS.health_poll
+PROBE_TIMEOUT = DEFAULT_TIMINGS.health_probe_timeout
 
 
 async def _http_ok(client: httpx.AsyncClient, url: str) -> bool:

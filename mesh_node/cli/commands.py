@@ -17,8 +17,9 @@ from typing import Any
 
 from mesh_node.cli.render import render_catalog, render_config, render_placement, render_status
 from mesh_node.config.load import load_config, mask, plain
+from mesh_node.timing import DEFAULT_TIMINGS
 
-HTTP_TIMEOUT = 5.0  # a node on the LAN answers /api/status in milliseconds; 5 s means it is gone
+HTTP_TIMEOUT = DEFAULT_TIMINGS.cli_http_timeout
 
 
 def _err(message: str) -> None:

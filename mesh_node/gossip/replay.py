@@ -20,8 +20,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from mesh_node.gossip.wire import Envelope
+from mesh_node.timing import DEFAULT_TIMINGS
 
-FRESH_S = 30.0  # the node-to-node HTTP window (api/meshauth.py) uses the same bound
+FRESH_S = DEFAULT_TIMINGS.gossip_freshness
 WINDOW = 64  # RFC 4303's minimum window
 MAX_SENDERS = 4096
 

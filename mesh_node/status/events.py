@@ -15,7 +15,9 @@ from typing import Any
 
 import trio
 
-KEEPALIVE_S = 15.0  # SSE comment line; lets proxies keep and clients check the connection
+from mesh_node.timing import DEFAULT_TIMINGS
+
+KEEPALIVE_S = DEFAULT_TIMINGS.sse_keepalive
 
 
 @dataclass(eq=False)
