@@ -206,7 +206,9 @@ def test_hostile_push_pull_frames_are_refused(hlab: HlabMesh) -> None:
                            "dropped_auth": auth, "dropped_oversize": oversize,
                            "pushpull_refused": refused, "pushpull_failed": failed,
                            "peak_rss_growth_kib": peak}
-    assert all(v >= 20 for v in auth.values()), auth  # 20 wrong-key frames each
+    # 20 wrong-key frames each: dropped on authentication, or refused at the door while the
+    # same address still held its one inbound slot (gossip/shell.py INBOUND_PER_ADDR)
+    assert all(auth[k] + refused[k] >= 20 and auth[k] >= 1 for k in auth), (auth, refused)
     # 16 MiB frames are over MAX_FRAME: refused from their length prefix, never buffered
     assert all(oversize[k] + refused[k] >= 4 for k in oversize), (oversize, refused)
     assert all(v < 40 * 1024 for v in peak.values()), peak  # bounded: no frame was buffered

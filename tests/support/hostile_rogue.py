@@ -155,7 +155,7 @@ def record(address: str, secret: str, mesh: str, seeds: list[Target], node_id: s
                            for d, h, p in log]
     with open(out, "wb") as f:
         f.write(msgpack.packb(items, use_bin_type=True))
-    members = sorted(m.node_id for m in g.members() if m.status == "alive")
+    members = sorted(m.node for m in g.members() if m.status == "alive")
     return {"sent": len(g.sent_log), "received": len(g.recv_log),
             "saying_alive": sum(1 for i in items if i[3]), "alive_seen": members}
 
