@@ -45,6 +45,7 @@ def test_hc_an_observer_that_never_names_the_host_fails() -> None:
 
 def test_hc_dead_host_named_after_it_was_seen_dead() -> None:
     base = [hc_sample(1.0, S, [H]), hc_log(6.0, S, "member_dead", peer=H),
+            hc_sample(6.5, S, [H], dead=(H,)),  # sampled before the re-plan: within the grace
             hc_sample(7.0, S, [S], dead=(H,))]
     assert hc.check_dead_host_never_named(base, M, H).ok
     # the newcomer started after the death: any naming of the crashed host counts

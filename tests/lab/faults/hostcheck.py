@@ -4,8 +4,9 @@ often each node started or stopped a backend. Split from checker.py to keep modu
 Rules:
 - once an observer names exactly `[host]` for the model (after `after`), every later sample
   of that observer names exactly `[host]`: one host, no flapping back to anyone else;
-- a crashed host is never named again by an observer once that observer saw it dead (an
-  observer that started after the first death declaration counts from its first sample);
+- a crashed host is never named again by an observer once that observer saw it dead (plus the
+  election's re-plan delay); an observer that never saw it dead (a newcomer that learned it
+  from others) counts from the first death declaration in the mesh;
 - backend starts/stops per node are counted from the nodes' own `backend_starting` /
   `backend_stopping` log events.
 """
@@ -62,15 +63,20 @@ def _first_seen_dead(hist: Sequence[Record], victim: str) -> dict[str, float]:
     return out
 
 
+REPLAN_GRACE_S = 1.0  # the election re-plans election_debounce (0.3 s) after a death
+
+
 def check_dead_host_never_named(hist: Sequence[Record], model: str, victim: str,
+                                grace: float = REPLAN_GRACE_S,
                                 name: str = "dead_host_never_named") -> Check:
-    """No observer names `victim` as host of `model` after it saw (or the mesh declared) it dead."""
+    """No observer names `victim` as host of `model` from `grace` s after it saw it dead (or,
+    for an observer that never did, after the mesh first declared it dead)."""
     seen = _first_seen_dead(hist, victim)
     declared = min(seen.values(), default=math.inf)
     bad: list[str] = []
     for r in samples(hist):
         o, t = str(r["observer"]), float(r["t"])
-        since = seen.get(o, declared)
+        since = seen[o] + grace if o in seen else declared
         if o != victim and t >= since and victim in (hosts_named(r, model) or []):
             bad.append(f"{o[:8]} at {t - declared:.1f}s after the death")
     return Check(name, declared < math.inf and not bad,
