@@ -2,19 +2,22 @@
 JSON-lines history recorded per lab (tests/lab/faults/history.py) and judged by the pure
 checker (tests/lab/faults/checker.py).
 
-`make test` runs the fast subset (cold start of 5, kill -9, restart with the same id, SIGSTOP
-2 s, graceful leave, join, 45 s of 10% loss: about 3 minutes). `make lab`
-(MESH_NODE_LAB_FULL=1) adds the long scenarios: several minutes of 10% and 20% loss, SIGSTOP
-30 s, a one-way block, a 2|3 partition and its heal, churn, and kill -9 of a split host and of
-its RPC worker during requests (Gemma demo model). Nodes use static peers (mDNS off) and the
-shipped timings. Each test prints its verdict with figures.
+Every scenario runs in `make test` and in `make lab`, with the same checks; only durations
+differ. `make test` runs the short variants (loss soaks of 45 s, a 15 s SIGSTOP that still
+outlasts detection, a 30 s one-way block, churn for 45 s, 25 s of service after each kill);
+`make lab` (MESH_NODE_LAB_FULL=1) the full lengths (180 s soaks, SIGSTOP 30 s, a 60 s block,
+churn for 120 s, 60 s after each kill). Scenarios: cold start of 5, kill -9, restart with the
+same id, SIGSTOP short and long, graceful leave, join, 10% and 20% UDP loss, a one-way block,
+a 2|3 partition held past `dead_reclaim` and its heal, churn, kill -9 of a split host and of
+its RPC worker during requests, and kill -9 of a solo host with a join in the same minute
+(Gemma demo model). Nodes use static peers (mDNS off) and the shipped timings. Each test
+prints its verdict with figures.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from election_configs import (
     elab_split2_cap,
     elab_split_ready,
 )
+from faults import crashjoin as cj
 from faults import scenarios as sc
 from faults.checker import Check, verdict
 from faults.drive import FaultMesh, Requester, Sampler, alive_exactly
@@ -38,9 +42,27 @@ from netlab import Lab
 pytestmark = pytest.mark.lab
 
 FM_FULL = os.environ.get("MESH_NODE_LAB_FULL") == "1"
-full_only = pytest.mark.skipif(not FM_FULL, reason="full fault matrix only: run `make lab` "
-                                                   "(MESH_NODE_LAB_FULL=1)")
-FM_LOSS_S = 180.0 if FM_FULL else 45.0
+
+
+def fm_len(full: float, short: float) -> float:
+    """A scenario duration: the full one under `make lab`, the short one under `make test`."""
+    return full if FM_FULL else short
+
+
+FM_LOSS_S = fm_len(180.0, 45.0)
+# Longer than detection (5.3-6.9 s measured; Lifeguard's minimum suspicion timeout is 4 s for
+# up to 10 nodes, 24 s at most while nobody confirms, and four observers confirm at once).
+FM_LONG_PAUSE_S = fm_len(30.0, 15.0)
+FM_ONE_WAY_S = fm_len(60.0, 30.0)  # h1 probes h2 about every 4 s: 7 probes in the short one
+# After both sides saw each other dead: past dead_reclaim (30 s) in both variants, so each
+# side forgets the other and must find it again through its static peers.
+FM_PARTITION_HOLD_S = fm_len(40.0, 33.0)
+FM_CHURN_S = fm_len(120.0, 45.0)  # a kill or a start every 4-7 s: ~20 rounds, ~8 short
+FM_AFTER_KILL_S = fm_len(60.0, 25.0)  # service watched after a crash is declared dead
+# kill -9 of a host + a join: the joiner starts 15 s after the crash (the others still hold
+# the tombstone); watched past dead_reclaim on every node and two push-pull rounds
+FM_CRASHJOIN_JOIN_S = 15.0
+FM_CRASHJOIN_WATCH_S = fm_len(180.0, 100.0)
 FM_MEMORY = 8 << 30  # plenty: no model in the membership lab, solo placement in the churn lab
 FM_RESULTS = os.environ.get("MESH_NODE_FAULT_RESULTS")  # optional JSON-lines of verdicts
 
@@ -104,7 +126,7 @@ def fm_members(fm_labs: Callable[[int], Lab]) -> Iterator[FaultMesh]:
     mesh.history.close()
 
 
-# --- fast subset (also in `make lab`) --------------------------------------------------------
+# --- membership: six hosts, no model ---------------------------------------------------------
 def test_cold_start_of_five_nodes(fm_members: FaultMesh) -> None:
     fm_judge("cold start of 5", sc.cold_start(fm_members, [1, 2, 3, 4, 5]))
 
@@ -132,33 +154,30 @@ def test_loss_10_percent_no_false_death(fm_members: FaultMesh) -> None:
     fm_judge(f"10% UDP loss for {FM_LOSS_S:.0f} s", sc.loss(fm_members, 10, FM_LOSS_S))
 
 
-# --- full matrix only --------------------------------------------------------------------------
-@full_only
 def test_loss_20_percent_no_false_death(fm_members: FaultMesh) -> None:
     fm_ensure(fm_members, [1, 2, 3, 5, 6])
     fm_judge(f"20% UDP loss for {FM_LOSS_S:.0f} s", sc.loss(fm_members, 20, FM_LOSS_S))
 
 
-@full_only
-def test_sigstop_30s_is_dead_then_rejoins(fm_members: FaultMesh) -> None:
+def test_long_sigstop_is_dead_then_rejoins(fm_members: FaultMesh) -> None:
     fm_ensure(fm_members, [1, 2, 3, 5, 6])
-    fm_judge("SIGSTOP 30 s", sc.pause(fm_members, 2, 30.0, [1, 2, 3, 5, 6]))
+    fm_judge(f"SIGSTOP {FM_LONG_PAUSE_S:.0f} s",
+             sc.pause(fm_members, 2, FM_LONG_PAUSE_S, [1, 2, 3, 5, 6]))
 
 
-@full_only
 def test_asymmetric_partition_no_false_death(fm_members: FaultMesh) -> None:
     fm_ensure(fm_members, [1, 2, 3, 5, 6])
-    fm_judge("one-way block h1 -> h2", sc.asymmetric(fm_members, 1, 2, 60.0))
+    fm_judge(f"one-way block h1 -> h2 for {FM_ONE_WAY_S:.0f} s",
+             sc.asymmetric(fm_members, 1, 2, FM_ONE_WAY_S))
 
 
-@full_only
 def test_partition_2_3_and_heal(fm_members: FaultMesh) -> None:
     fm_ensure(fm_members, [1, 2, 3, 5, 6])
-    # held past dead_reclaim (30 s): each side forgets the other and must find it again
-    fm_judge("2|3 partition and heal", sc.partition(fm_members, [[1, 2], [3, 5, 6]], 40.0))
+    fm_judge(f"2|3 partition held {FM_PARTITION_HOLD_S:.0f} s and heal",
+             sc.partition(fm_members, [[1, 2], [3, 5, 6]], FM_PARTITION_HOLD_S))
 
 
-# --- full matrix, with the Gemma demo model -----------------------------------------------------
+# --- with the Gemma demo model ------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fm_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path: Path = elab_gemma_file(tmp_path_factory.mktemp("fm-cache"))
@@ -172,18 +191,31 @@ def fm_model_mesh(lab: Lab, gguf: Path, memory: int, demo_on: frozenset[int]) ->
     return mesh
 
 
-@full_only
 def test_churn_placement_follows_membership(fm_labs: Callable[[int], Lab], fm_gguf: Path) -> None:
     mesh = fm_model_mesh(fm_labs(5), fm_gguf, FM_MEMORY, frozenset({1, 2}))
     with Sampler(mesh):
         sc.cold_start(mesh, [1, 2, 3, 4, 5])
         mesh.wait_all(lambda st: bool((p := elab_placement(st, GEMMA_ID)) and p["ready"]),
                       120.0, what="gemma served")
-        fm_judge("churn", sc.churn(mesh, [1, 2, 3, 4], 120.0, seed=8))
+        fm_judge(f"churn for {FM_CHURN_S:.0f} s", sc.churn(mesh, [1, 2, 3, 4], FM_CHURN_S, seed=8))
     mesh.history.close()
 
 
-@full_only
+def test_host_crash_and_join_same_minute_one_host_no_restart(
+        fm_labs: Callable[[int], Lab], fm_gguf: Path) -> None:
+    """Two holders that each fit the demo model solo, a bystander, and a fourth node that joins
+    15 s after the host's kill -9: the other holder serves it, started once, never restarted."""
+    mesh = fm_model_mesh(fm_labs(4), fm_gguf, FM_MEMORY, frozenset({1, 2}))
+    with Sampler(mesh):
+        sc.cold_start(mesh, [1, 2, 3])
+        mesh.wait_all(lambda st: bool((p := elab_placement(st, GEMMA_ID)) and p["ready"]),
+                      120.0, what="gemma served")
+        fm_judge("kill -9 of the host and a join in the same minute",
+                 cj.crash_host_and_join(mesh, GEMMA_ID, [1, 2], 4, FM_CRASHJOIN_JOIN_S,
+                                        FM_CRASHJOIN_WATCH_S))
+    mesh.history.close()
+
+
 def test_kill_9_of_split_worker_and_host_during_requests(
         fm_labs: Callable[[int], Lab], fm_gguf: Path) -> None:
     lab = fm_labs(4)
@@ -196,10 +228,12 @@ def test_kill_9_of_split_worker_and_host_during_requests(
         used = {plan["hosts"][0], *plan["workers"]}
         mesh.router = next(k for k, i in mesh.ids.items() if i not in used)
         checks: list[Check] = []
-        with Requester(mesh, GEMMA_ID, lambda: mesh.router):
-            time.sleep(10.0)
-            checks += sc.kill_during_requests(mesh, GEMMA_ID, "worker", lambda: fm_plan(mesh), 60)
-            checks += sc.kill_during_requests(mesh, GEMMA_ID, "host", lambda: fm_plan(mesh), 60)
+        with Requester(mesh, GEMMA_ID, lambda: mesh.router) as req:
+            req.wait_ok(3, 60.0)  # requests are served before anything breaks
+            checks += sc.kill_during_requests(mesh, GEMMA_ID, "worker", lambda: fm_plan(mesh),
+                                              FM_AFTER_KILL_S)
+            checks += sc.kill_during_requests(mesh, GEMMA_ID, "host", lambda: fm_plan(mesh),
+                                              FM_AFTER_KILL_S)
         fm_judge("kill -9 of split worker and host during requests", checks)
     mesh.history.close()
 

@@ -168,8 +168,16 @@ class Requester:
                  max_tokens: int = 4, timeout: float = 60.0) -> None:
         self.mesh, self.model, self.via = mesh, model, via
         self.max_tokens, self.timeout = max_tokens, timeout
+        self.ok = 0  # successful requests so far
+        self._ok_changed = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fault-requester", daemon=True)
+
+    def wait_ok(self, n: int, timeout: float) -> None:
+        """Block until `n` requests have succeeded; AssertionError after `timeout` seconds."""
+        with self._ok_changed:
+            if not self._ok_changed.wait_for(lambda: self.ok >= n, timeout):
+                raise AssertionError(f"{self.ok} of {n} requests succeeded in {timeout:.0f}s")
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -180,6 +188,10 @@ class Requester:
                             timeout=self.timeout)
             err = "" if res.status == 200 else (res.error or res.body)[:200]
             self.mesh.history.request(f"h{k}", start, time.time(), res.status, err)
+            if res.status == 200:
+                with self._ok_changed:
+                    self.ok += 1
+                    self._ok_changed.notify_all()
             self._stop.wait(0.2)
 
     def __enter__(self) -> Requester:

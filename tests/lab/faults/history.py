@@ -29,7 +29,8 @@ HISTORY_LOG_EVENTS = frozenset({
     "member_joined", "member_alive", "member_suspected", "member_dead", "member_left",
     "member_refuted", "member_reclaimed", "member_leaving", "placement_changed",
     "duplicate_node_id", "node_starting", "node_ready", "rpc_worker_starting",
-    "rpc_worker_stopping", "role_ended", "backend_ready",
+    "rpc_worker_stopping", "role_ended", "backend_ready", "backend_starting",
+    "backend_stopping", "backend_start_refused",
 })
 
 
