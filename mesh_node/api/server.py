@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import trio
@@ -11,9 +12,11 @@ from hypercorn.trio import serve
 from starlette.applications import Starlette
 
 
-def hypercorn_config(host: str, port: int) -> Config:
-    """Quiet, keep-alive friendly settings for a LAN API."""
+def hypercorn_config(host: str, port: int, tls: tuple[Path, Path] | None = None) -> Config:
+    """Quiet, keep-alive friendly settings for a LAN API; HTTPS with (cert, key)."""
     config = Config()
+    if tls is not None:
+        config.certfile, config.keyfile = str(tls[0]), str(tls[1])
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None  # structlog carries request lines; hypercorn's logger would double
     config.errorlog = None
@@ -24,11 +27,12 @@ def hypercorn_config(host: str, port: int) -> Config:
 
 async def serve_api(app: Starlette, host: str, port: int, *,
                     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+                    tls: tuple[Path, Path] | None = None,
                     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve until cancelled (or `shutdown_trigger` returns); started(port) once listening."""
 
     async def _serve(*, task_status: trio.TaskStatus[list[str]]) -> None:
-        await serve(app, hypercorn_config(host, port),  # type: ignore[arg-type]
+        await serve(app, hypercorn_config(host, port, tls),  # type: ignore[arg-type]
                     shutdown_trigger=shutdown_trigger, task_status=task_status)
 
     async with trio.open_nursery() as nursery:

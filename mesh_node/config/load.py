@@ -69,6 +69,7 @@ def load_config(path: Path | None, env: Mapping[str, str] = os.environ,
         _add_override(settings, dotted, value)
     values = {dotted: _convert(dotted, s) for dotted, s in settings.items()}
     _resolve_secret(values, settings)
+    _check_tls(values, settings)
     model_list = _models(*model_src)
     if settings["demo_model"].rank == 0 and (model_list or values.get("model_dirs")):
         values["demo_model"] = False  # the default demo is for a node with nothing else to serve
@@ -195,6 +196,30 @@ def _resolve_secret(values: dict[str, object], settings: dict[str, _Setting]) ->
         raise ConfigError(origin, "mesh.secret_file", "a file holding a non-empty secret",
                           f"{path} (empty)")
     values["mesh.secret"] = secret
+
+
+def _check_tls(values: dict[str, object], settings: dict[str, _Setting]) -> None:
+    """api.tls_cert and api.tls_key: both or neither, each a readable PEM file."""
+    cert, key = values.get("api.tls_cert"), values.get("api.tls_key")
+    if (cert is None) != (key is None):
+        missing = "api.tls_key" if key is None else "api.tls_cert"
+        other = "api.tls_cert" if key is None else "api.tls_key"
+        raise ConfigError(settings[other].origin, missing, f"set together with {other}",
+                          message=f"{other} is set but {missing} is not: set both for HTTPS, "
+                                  "or neither")
+    for dotted, what in (("api.tls_cert", "CERTIFICATE"), ("api.tls_key", "PRIVATE KEY")):
+        path = values.get(dotted)
+        if path is None:
+            continue
+        assert isinstance(path, Path)
+        try:
+            text = path.read_text("utf-8", errors="replace")
+        except OSError as e:
+            raise ConfigError(settings[dotted].origin, dotted, "a readable PEM file",
+                              f"{path} ({e.strerror or e})") from None
+        if "-----BEGIN" not in text or what not in text:
+            raise ConfigError(settings[dotted].origin, dotted, f"a PEM file with a {what}",
+                              f"{path}")
 
 
 def _models(raw: object, label: str, base: Path | None) -> tuple[ModelConfig, ...]:

@@ -32,6 +32,11 @@ class ApiConfig:
     api_key: str | None = field(default=None, repr=False)
     max_body_bytes: int = 8 * 1024 * 1024
     ollama_port: int | None = None  # a second listener for the Ollama API (11434 by habit)
+    # Client-facing HTTPS: a listener of its own on tls_port (the plain port stays: the mesh
+    # forwards over it, sealed when the mesh has a secret)
+    tls_cert: Path | None = None  # PEM certificate (chain)
+    tls_key: Path | None = None  # its PEM private key; both or neither
+    tls_port: int = 9443
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,9 @@ FIELDS: dict[str, k.Kind] = {
     "api.api_key": k.string(expected="a non-empty API key"),
     "api.max_body_bytes": k.SIZE,
     "api.ollama_port": k.PORT,
+    "api.tls_cert": k.PATH,
+    "api.tls_key": k.PATH,
+    "api.tls_port": k.PORT,
     "backends.llama.server_bin": k.PATH,
     "backends.llama.rpc_bin": k.PATH,
     "backends.llama.threads": k.integer(1, 1024),
@@ -56,7 +59,8 @@ SECTIONS = frozenset({"node", "mesh", "api", "backends", "backends.llama", "back
 
 # Paths that resolve against the folder of the file that set them. Binary paths are not
 # here: a bare "llama-server" means "look it up on PATH" and must stay bare.
-RELATIVE_TO_FILE = frozenset({"node.data_dir", "mesh.secret_file", "model_dirs"})
+RELATIVE_TO_FILE = frozenset({"node.data_dir", "mesh.secret_file", "model_dirs", "api.tls_cert",
+                              "api.tls_key"})
 
 SECRETS = frozenset({"mesh.secret", "api.api_key"})
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 import trio
@@ -136,6 +137,9 @@ class Node:
             self._wired = _Wiring(local, children, election, ctx, inv)
             app = build_app(ctx, t)
             self.api_port = await nursery.start(serve_api, app, cfg.api.host, cfg.api.port)
+            if cfg.api.tls_cert is not None and cfg.api.tls_key is not None:  # client HTTPS
+                await nursery.start(partial(serve_api, tls=(cfg.api.tls_cert, cfg.api.tls_key)),
+                                    app, cfg.api.host, cfg.api.tls_port)
             if cfg.api.ollama_port:  # the Ollama API on a listener of its own, when asked
                 await nursery.start(serve_api, app.state.ollama_app, cfg.api.host,
                                     cfg.api.ollama_port)

@@ -118,6 +118,7 @@ async def test_poke_debounces_into_one_step(autojump_clock: trio.testing.MockClo
     svc.step = counting  # type: ignore[method-assign]
     async with trio.open_nursery() as n:
         await n.start(svc.run)
+        await trio.testing.wait_all_tasks_blocked()
         assert steps == 1  # joined: the first plan is carried out at once
         for _ in range(10):
             svc.poke()
