@@ -14,6 +14,12 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+# Said by `mesh-node config check` and logged at start (api_key_without_mesh_secret).
+API_KEY_WITHOUT_SECRET = ("api_key is set but the mesh has no secret: node-to-node signatures "
+                          "then prove nothing (their key comes from the public mesh name), so "
+                          "forwarded requests must carry the client's key and every node needs "
+                          "the same api_key; set [mesh] secret or secret_file")
+
 
 @dataclass(frozen=True)
 class MeshKeys:

@@ -22,12 +22,19 @@ from starlette.types import Message, Receive, Scope, Send
 
 from mesh_node.api import errors
 from mesh_node.api.context import MeshContext
-from mesh_node.api.meshauth import AUTH, FORWARDED, REQUEST_ID, ForwardVerifier
+from mesh_node.api.meshauth import (
+    AUTH,
+    CLIENT_AUTH_HEADERS,
+    FORWARDED,
+    REQUEST_ID,
+    ForwardVerifier,
+)
 from mesh_node.api.middleware import RequestIdMiddleware, request_id_of
 from mesh_node.api.payload import Kind, parse, read_limited
 from mesh_node.api.proxy import Forwarder, Job, RelayResponse
 from mesh_node.api.tracker import ApiState, Tracker
 from mesh_node.api.upstream import H11Transport
+from mesh_node.security import API_KEY_WITHOUT_SECRET
 from mesh_node.status.metrics import CONTENT_TYPE, ApiMetrics
 from mesh_node.timing import Timings
 
@@ -43,7 +50,10 @@ class _Api:
         self.wall = wall
         self.state = ApiState()
         self.metrics = ApiMetrics(ctx.status)
-        self.verifier = ForwardVerifier(ctx.keys.http_key)
+        self.verifier = ForwardVerifier(ctx.keys.http_key, ctx.node_id)
+        if ctx.api_key is not None and not ctx.keys.authenticated:
+            log.warning("api_key_without_mesh_secret", node=ctx.node_id,
+                        hint=API_KEY_WITHOUT_SECRET)
         self.forwarder = Forwarder(ctx, timings, transport, self.state, wall)
 
     def check_api_key(self, request: Request) -> None:
@@ -70,19 +80,32 @@ class _Api:
         return await read_limited(request.stream(), self.ctx.max_body_bytes, size)
 
     def check_forwarded(self, request: Request, raw: bytes) -> None:
-        """401 (counted) unless the node-to-node signature is valid and fresh."""
-        reason = self.verifier.check(request.headers.get(AUTH),
-                                     request.headers.get(REQUEST_ID, ""), request.method,
-                                     request.url.path, raw, self.wall())
-        if reason is not None:
-            self.metrics.mesh_auth_failures.inc()
-            log.warning("forward_auth_failed", peer=request.headers.get(FORWARDED),
-                        reason=reason)
-            raise errors.mesh_auth_failed(reason)
+        """401 (counted) unless the node-to-node signature is valid, fresh, new and for this
+        node; 503 (counted) when the replay cache is at its cap."""
+        h = request.headers
+        refused = self.verifier.check(h.get(AUTH), h.get(FORWARDED, ""), h.get(REQUEST_ID, ""),
+                                      request.method, request.url.path, raw, self.wall())
+        if refused is None:
+            return
+        log.warning("forward_auth_failed", peer=h.get(FORWARDED), reason=refused.reason)
+        if refused.status == 503:
+            self.metrics.replay_cache_full.inc()
+            raise errors.mesh_auth_busy(refused.reason)
+        self.metrics.mesh_auth_failures.inc()
+        raise errors.mesh_auth_failed(refused.reason)
+
+    def client_auth(self, request: Request) -> tuple[tuple[str, str], ...]:
+        """The client's key headers, carried on a forward only when the mesh has no secret:
+        the next node then checks them itself (with a secret, the signature vouches)."""
+        if self.ctx.keys.authenticated:
+            return ()
+        return tuple((n, v) for n in CLIENT_AUTH_HEADERS if (v := request.headers.get(n)))
 
     async def proxy(self, request: Request, kind: Kind) -> Response:
         forwarded = FORWARDED in request.headers
-        if not forwarded:  # node-to-node requests carry the mesh signature instead
+        if not forwarded or not self.ctx.keys.authenticated:
+            # Without a mesh secret the signature's key comes from the public mesh name:
+            # anyone can forge it, so a forwarded request needs the client's key as well.
             self.check_api_key(request)
         raw = await self.read_body(request)
         if forwarded:
@@ -92,7 +115,7 @@ class _Api:
         if model_id is None:
             raise errors.model_not_found(body["model"], [m["id"] for m in self.ctx.models()])
         job = Job(model_id, request.url.path, body, raw, bool(body.get("stream")),
-                  request_id_of(request.scope), forwarded)
+                  request_id_of(request.scope), forwarded, self.client_auth(request))
         tracker = Tracker(self.state, self.metrics, self.ctx.events, model_id, self.ctx.node_id)
         return _Forwarded(self.forwarder, job, tracker)
 

@@ -61,6 +61,11 @@ def mesh_auth_failed(reason: str) -> ApiError:
                     code="mesh_auth_failed")
 
 
+def mesh_auth_busy(reason: str) -> ApiError:
+    return ApiError(503, f"Node-to-node authentication is saturated: {reason}.", type_=SERVER,
+                    code="mesh_auth_busy", headers={"Retry-After": "1"})
+
+
 def model_not_found(name: str, available: Iterable[str]) -> ApiError:
     names = sorted(available)
     listing = ", ".join(names) if names else "(none)"

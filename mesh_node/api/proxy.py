@@ -43,6 +43,7 @@ class Job:
     stream: bool
     request_id: str
     forwarded: bool  # arrived from another node: serve locally or fail, never re-forward
+    client_auth: tuple[tuple[str, str], ...] = ()  # client key headers for the next node
 
 
 class _Retry(Exception):
@@ -124,20 +125,21 @@ class Forwarder:
             content = json.dumps({**job.body, "model": route.rewrite_model}).encode()
         headers = {"content-type": "application/json", "x-request-id": job.request_id}
         if not route.local:
-            headers |= forward_headers(self.ctx.keys.http_key, self.ctx.node_id, job.request_id,
-                                       "POST", job.path, content, self.wall())
+            headers |= forward_headers(self.ctx.keys.http_key, self.ctx.node_id, route.node_id,
+                                       job.request_id, "POST", job.path, content, self.wall())
+            headers.update(job.client_auth)
         return httpx.Request("POST", route.url.rstrip("/") + job.path, content=content,
                              headers=headers, extensions={"timeout": self._timeout})
 
     async def _attempt(self, route: Route, job: Job, tracker: Tracker) -> Response:
-        self.state.outbound[route.node_id] += 1
+        self.state.open_outbound(route.node_id)
         handed_off = False
         try:
             if route.local:  # a local backend that dies closes its socket: no watch needed
                 resp, first, rest = await self._until_first_byte(route, job)
             else:
                 resp, first, rest = await self._watched(route, job)
-            tracker.node = resp.headers.get(SERVED_BY, route.node_id)
+            tracker.node = route.node_id  # never a peer's header: it keys metric labels
             tracker.first_byte()
             if rest is not None:
                 handed_off = True
@@ -145,7 +147,7 @@ class Forwarder:
             return self._plain(resp, first, route, job, tracker)
         finally:
             if not handed_off:
-                self.state.outbound[route.node_id] -= 1
+                self.state.close_outbound(route.node_id)
 
     async def _until_first_byte(self, route: Route, job: Job
                                 ) -> tuple[httpx.Response, bytes, AsyncIterator[bytes] | None]:
@@ -220,7 +222,7 @@ class Forwarder:
             if done:
                 return
             done = True
-            self.state.outbound[route.node_id] -= 1
+            self.state.close_outbound(route.node_id)
             tracker.finish(outcome["status"])
             with trio.move_on_after(_CLOSE_GRACE_S) as cs:
                 cs.shield = True

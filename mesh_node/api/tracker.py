@@ -22,6 +22,18 @@ class ApiState:
     outbound: Counter[str] = field(default_factory=Counter)  # open upstream requests by node id
     finished: Counter[tuple[str, str]] = field(default_factory=Counter)  # (model, status class)
 
+    def open_outbound(self, node_id: str) -> None:
+        self.outbound[node_id] += 1
+
+    def close_outbound(self, node_id: str) -> None:
+        """One upstream request to `node_id` ended; its entry goes at zero, so the map holds
+        only nodes with open requests (node ids come off the wire)."""
+        left = self.outbound[node_id] - 1
+        if left > 0:
+            self.outbound[node_id] = left
+        else:
+            del self.outbound[node_id]
+
     @property
     def inflight_total(self) -> int:
         return sum(self.inflight.values())

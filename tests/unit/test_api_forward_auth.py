@@ -4,14 +4,18 @@ of a mesh with a secret signed it for this very node."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
+import pytest
+from structlog.testing import capture_logs
 
 from mesh_node.api.app import build_app
 from mesh_node.api.context import Route
 from mesh_node.api.fake import FakeMeshContext, FakeModel
 from mesh_node.api.meshauth import forward_headers
-from mesh_node.security import derive_keys
+from mesh_node.cli.main import main
+from mesh_node.security import API_KEY_WITHOUT_SECRET, derive_keys
 from mesh_node.timing import Timings
 from tests.support.api_servers import ScriptedUpstream, api_serving
 
@@ -30,7 +34,7 @@ def _ctx(up_url: str, *, secret: str | None, node_id: str = "node-b") -> FakeMes
 def _forged(body: bytes) -> dict[str, str]:
     """What a stranger can compute: the HMAC key derived from the public mesh name alone."""
     public = derive_keys(None, "default").http_key
-    return {**forward_headers(public, "rogue", "r1", "POST", PATH, body, time.time()),
+    return {**forward_headers(public, "rogue", "node-b", "r1", "POST", PATH, body, time.time()),
             "content-type": "application/json"}
 
 
@@ -61,3 +65,113 @@ async def test_forged_forward_with_secret_is_refused() -> None:
     assert forged.status_code == 401 and forged.json()["error"]["code"] == "mesh_auth_failed"
     assert not up.requests
     assert b"mesh_forward_auth_failures_total 1.0" in app.state.metrics.render()
+
+
+def test_config_check_warns_about_api_key_without_secret(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("MESH_NODE_MESH_SECRET", raising=False)
+    monkeypatch.delenv("MESH_NODE_MESH_SECRET_FILE", raising=False)
+    bare = tmp_path / "bare.toml"
+    bare.write_text('[api]\napi_key = "sk-abc"\n')
+    assert main(["config", "check", str(bare)]) == 0
+    err = capsys.readouterr().err
+    assert err == f"warning: {API_KEY_WITHOUT_SECRET}\n" and "sk-abc" not in err
+    sealed = tmp_path / "sealed.toml"
+    sealed.write_text('[mesh]\nsecret = "s3cret-value"\n[api]\napi_key = "sk-abc"\n')
+    assert main(["config", "check", str(sealed)]) == 0
+    assert capsys.readouterr().err == ""
+    keyless = tmp_path / "keyless.toml"
+    keyless.write_text("[api]\nport = 9400\n")
+    assert main(["config", "check", "--json", str(keyless)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_node_start_logs_api_key_without_secret() -> None:
+    with capture_logs() as logs:
+        build_app(FakeMeshContext([], api_key="k", secret=None), T)
+        build_app(FakeMeshContext([], api_key="k", secret="s"), T)
+        build_app(FakeMeshContext([], api_key=None, secret=None), T)
+    warned = [e for e in logs if e["event"] == "api_key_without_mesh_secret"]
+    assert len(warned) == 1 and warned[0]["log_level"] == "warning"
+    assert "k" not in {str(v) for v in warned[0].values()}
+
+
+async def test_forward_without_secret_carries_the_client_key_and_with_secret_does_not() -> None:
+    """Origin A -> host B, both with the same api_key: the hop works in both modes; the
+    client's key crosses the LAN only when the signature cannot vouch for it."""
+    for secret in (None, "s3cret"):
+        up = ScriptedUpstream("llama-on-b")
+        async with api_serving(up.app()) as up_url:
+            ctx_b = _ctx(up_url, secret=secret)
+            app_b = build_app(ctx_b, T)
+            async with api_serving(app_b) as b_url:
+                ctx_a = FakeMeshContext(
+                    [FakeModel(MID, aliases=("gemma",), routes=[Route("node-b", b_url, False)])],
+                    node_id="node-a", api_key="k", secret=secret, mesh_name="default")
+                async with api_serving(build_app(ctx_a, T)) as a_url, \
+                        httpx.AsyncClient(base_url=a_url) as c:
+                    ok = await c.post(PATH, json=CHAT, headers={"authorization": "Bearer k"})
+                    bad = await c.post(PATH, json=CHAT, headers={"authorization": "Bearer no"})
+        assert ok.status_code == 200 and ok.headers["x-mesh-served-by"] == "node-b", secret
+        assert bad.status_code == 401 and len(up.requests) == 1
+        # B's backend never sees the client's key (a local route gets no client headers)
+        assert "authorization" not in up.requests[0]["headers"]
+        assert b"mesh_forward_auth_failures_total 0.0" in app_b.state.metrics.render()
+
+
+async def test_forward_without_secret_and_a_different_key_on_the_host_is_refused() -> None:
+    up = ScriptedUpstream("b")
+    async with api_serving(up.app()) as up_url:
+        ctx_b = _ctx(up_url, secret=None)  # api_key "k"
+        async with api_serving(build_app(ctx_b, T)) as b_url:
+            ctx_a = FakeMeshContext(
+                [FakeModel(MID, aliases=("gemma",), routes=[Route("node-b", b_url, False)])],
+                node_id="node-a", api_key=None, secret=None, mesh_name="default")
+            async with api_serving(build_app(ctx_a, T)) as a_url, \
+                    httpx.AsyncClient(base_url=a_url) as c:
+                keyless = await c.post(PATH, json=CHAT)  # A is open, B is not
+                keyed = await c.post(PATH, json=CHAT, headers={"x-api-key": "k",
+                                                               "authorization": "Bearer k"})
+    assert keyless.status_code == 401 and keyless.json()["error"]["code"] == "invalid_api_key"
+    assert keyed.status_code == 200 and len(up.requests) == 1
+
+
+async def test_forward_signed_for_another_node_is_refused() -> None:
+    up = ScriptedUpstream("b")
+    async with api_serving(up.app()) as up_url:
+        ctx = _ctx(up_url, secret="s3cret")
+        app = build_app(ctx, T)
+        async with api_serving(app) as url, httpx.AsyncClient(base_url=url) as c:
+            body = httpx.Request("POST", url, json=CHAT).content
+
+            def signed(target: str) -> dict[str, str]:
+                return {**forward_headers(ctx.keys.http_key, "node-a", target, "r1", "POST",
+                                          PATH, body, time.time()),
+                        "content-type": "application/json"}
+
+            for_c = await c.post(PATH, content=body, headers=signed("node-c"))
+            for_b = await c.post(PATH, content=body, headers=signed("node-b"))
+    assert for_c.status_code == 401 and "bad signature" in for_c.json()["error"]["message"]
+    assert for_b.status_code == 200 and len(up.requests) == 1
+
+
+async def test_what_crosses_the_lan_on_a_forward() -> None:
+    """The headers a peer receives: signed for it, and the client's key only without a secret."""
+    seen: dict[str | None, dict[str, str]] = {}
+    for secret in (None, "s3cret"):
+        peer = ScriptedUpstream("peer")
+        async with api_serving(peer.app()) as peer_url:
+            ctx = FakeMeshContext(
+                [FakeModel(MID, aliases=("gemma",), routes=[Route("node-b", peer_url, False)])],
+                node_id="node-a", api_key="k", secret=secret, mesh_name="default")
+            async with api_serving(build_app(ctx, T)) as url, \
+                    httpx.AsyncClient(base_url=url) as c:
+                r = await c.post(PATH, json=CHAT, headers={"authorization": "Bearer k",
+                                                           "x-api-key": "k"})
+        assert r.status_code == 200
+        seen[secret] = peer.requests[0]["headers"]
+    assert seen[None]["authorization"] == "Bearer k" and seen[None]["x-api-key"] == "k"
+    assert "authorization" not in seen["s3cret"] and "x-api-key" not in seen["s3cret"]
+    for h in seen.values():
+        assert h["x-mesh-forwarded"] == "node-a" and h["x-mesh-auth"].count(":") == 2

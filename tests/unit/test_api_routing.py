@@ -169,7 +169,7 @@ async def test_api_forwarded_auth_and_no_reforward() -> None:
             body = httpx.Request("POST", url, json=CHAT).content
 
             async def send(now: float, rid: str, mac_key: bytes | None = None) -> httpx.Response:
-                h = forward_headers(mac_key or ctx.keys.http_key, "node-a", rid, "POST",
+                h = forward_headers(mac_key or ctx.keys.http_key, "node-a", "node-b", rid, "POST",
                                     "/v1/chat/completions", body, now)
                 return await c.post("/v1/chat/completions", content=body,
                                     headers={**h, "content-type": "application/json"})
