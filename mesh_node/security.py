@@ -27,6 +27,7 @@ class MeshKeys:
     http_key: bytes = field(repr=False)  # 32 bytes, HMAC-SHA256 of node-to-node requests
     mesh_digest: str  # 16 hex chars, safe to publish
     authenticated: bool  # False when no secret is configured (trusted-LAN mode)
+    seal_key: bytes = field(default=b"", repr=False)  # 32 bytes, AES-256-GCM of node-to-node bodies
 
 
 def _hkdf(secret: bytes, salt: bytes, info: bytes) -> bytes:
@@ -43,6 +44,7 @@ def derive_keys(secret: str | None, mesh_name: str) -> MeshKeys:
         http_key=_hkdf(material, salt, b"http"),
         mesh_digest=hashlib.sha256(digest_src).hexdigest()[:16],
         authenticated=bool(secret),
+        seal_key=_hkdf(material, salt, b"http-seal"),
     )
 
 

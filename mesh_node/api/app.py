@@ -28,10 +28,12 @@ from mesh_node.api.meshauth import (
     FORWARDED,
     REQUEST_ID,
     ForwardVerifier,
+    auth_nonce,
 )
 from mesh_node.api.middleware import RequestIdMiddleware, request_id_of
 from mesh_node.api.payload import Kind, parse, read_limited
 from mesh_node.api.proxy import Forwarder, Job, RelayResponse
+from mesh_node.api.seal import SEALED, FrameSealer, SealError, open_request, sealed_message
 from mesh_node.api.tracker import ApiState, Tracker
 from mesh_node.api.upstream import H11Transport
 from mesh_node.security import API_KEY_WITHOUT_SECRET
@@ -108,8 +110,10 @@ class _Api:
             # anyone can forge it, so a forwarded request needs the client's key as well.
             self.check_api_key(request)
         raw = await self.read_body(request)
+        sealer = None
         if forwarded:
             self.check_forwarded(request, raw)
+            raw, sealer = self.open_sealed(request, raw)
         body = parse(raw, kind)
         model_id = self.ctx.resolve(body["model"])
         if model_id is None:
@@ -117,7 +121,27 @@ class _Api:
         job = Job(model_id, request.url.path, body, raw, bool(body.get("stream")),
                   request_id_of(request.scope), forwarded, self.client_auth(request))
         tracker = Tracker(self.state, self.metrics, self.ctx.events, model_id, self.ctx.node_id)
-        return _Forwarded(self.forwarder, job, tracker)
+        return _Forwarded(self.forwarder, job, tracker, sealer)
+
+    def open_sealed(self, request: Request, raw: bytes) -> tuple[bytes, FrameSealer | None]:
+        """A signed forward's body in clear, and the sealer of its answer. With a secret every
+        forward is sealed; an unsealed one (or one that does not open) is 400, counted."""
+        sealed = request.headers.get(SEALED) == "1"
+        if not self.ctx.keys.authenticated:
+            if sealed:
+                raise errors.mesh_seal_failed("sealed forward to a mesh without a secret")
+            return raw, None
+        nonce = auth_nonce(request.headers[AUTH])  # checked by check_forwarded
+        try:
+            if not sealed:
+                raise SealError("a mesh with a secret forwards sealed bodies only")
+            return open_request(self.ctx.keys.seal_key, nonce, raw), \
+                FrameSealer(self.ctx.keys.seal_key, nonce)
+        except SealError as exc:
+            self.metrics.mesh_auth_failures.inc()
+            log.warning("forward_seal_failed", peer=request.headers.get(FORWARDED),
+                        reason=str(exc))
+            raise errors.mesh_seal_failed(str(exc)) from None
 
     async def chat(self, request: Request) -> Response:
         return await self.proxy(request, "chat")
@@ -159,9 +183,10 @@ class _Forwarded(Response):
     mid-stream, the relay). Profiling showed trio task spawns and nurseries as a main
     per-request cost, so the answer and any stream share this one watcher."""
 
-    def __init__(self, forwarder: Forwarder, job: Job, tracker: Tracker) -> None:
+    def __init__(self, forwarder: Forwarder, job: Job, tracker: Tracker,
+                 sealer: FrameSealer | None = None) -> None:
         super().__init__()
-        self.forwarder, self.job, self.tracker = forwarder, job, tracker
+        self.forwarder, self.job, self.tracker, self.sealer = forwarder, job, tracker, sealer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         failed: list[errors.ApiError] = []  # kept out of the nursery's ExceptionGroup
@@ -172,7 +197,7 @@ class _Forwarded(Response):
             # the close from inside that send): the answer still counts as given.
             nonlocal started
             started = True
-            await send(message)
+            await send(message if self.sealer is None else sealed_message(self.sealer, message))
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)

@@ -20,7 +20,8 @@ import secrets
 from dataclasses import dataclass
 
 from mesh_node.api.replay import REPLAY_CACHE_MAX, ReplayCache
-from mesh_node.security import sign, verify
+from mesh_node.api.seal import SEALED, seal_request
+from mesh_node.security import MeshKeys, sign, verify
 
 FORWARDED = "x-mesh-forwarded"  # the origin node id
 REQUEST_ID = "x-mesh-request-id"
@@ -41,8 +42,33 @@ class Refused:
 
 def forward_headers(key: bytes, origin: str, target: str, request_id: str, method: str,
                     path: str, body: bytes, now: float) -> dict[str, str]:
-    """The headers the origin node adds to a request it forwards to node `target`."""
-    ts, nonce = str(int(now)), secrets.token_hex(_NONCE_BYTES)
+    """The headers that sign a request (body as sent) from `origin` to node `target`."""
+    return _signed(key, origin, target, request_id, method, path, body, str(int(now)),
+                   secrets.token_hex(_NONCE_BYTES))
+
+
+def forward_request(keys: MeshKeys, origin: str, target: str, request_id: str, method: str,
+                    path: str, body: bytes, now: float) -> tuple[dict[str, str], bytes,
+                                                                 bytes | None]:
+    """(headers, body to send, nonce) for a forward to `target`. With a mesh secret the body is
+    sealed (api/seal.py) and the nonce, which opens the answer, is returned; else None."""
+    nonce = secrets.token_bytes(_NONCE_BYTES)
+    if not keys.authenticated:
+        return (_signed(keys.http_key, origin, target, request_id, method, path, body,
+                        str(int(now)), nonce.hex()), body, None)
+    sealed = seal_request(keys.seal_key, nonce, body)
+    headers = _signed(keys.http_key, origin, target, request_id, method, path, sealed,
+                      str(int(now)), nonce.hex())
+    return headers | {SEALED: "1", "content-type": "application/octet-stream"}, sealed, nonce
+
+
+def auth_nonce(auth: str) -> bytes:
+    """The nonce of an X-Mesh-Auth value that `ForwardVerifier.check` accepted."""
+    return bytes.fromhex(auth.split(":")[1])
+
+
+def _signed(key: bytes, origin: str, target: str, request_id: str, method: str, path: str,
+            body: bytes, ts: str, nonce: str) -> dict[str, str]:
     mac = sign(key, *_parts(method, path, ts, nonce, request_id, origin, target, body))
     return {FORWARDED: origin, REQUEST_ID: request_id, AUTH: f"{ts}:{nonce}:{mac}"}
 

@@ -20,8 +20,9 @@ from starlette.types import Receive, Scope, Send
 
 from mesh_node.api import errors
 from mesh_node.api.context import MeshContext, Route
-from mesh_node.api.meshauth import forward_headers
+from mesh_node.api.meshauth import forward_request
 from mesh_node.api.routing import order_routes
+from mesh_node.api.seal import unsealed
 from mesh_node.api.tracker import ApiState, Tracker
 from mesh_node.timing import Timings
 
@@ -119,17 +120,21 @@ class Forwarder:
                 raise errors.no_ready_host(job.model_id, retry_after=2)
             await self.ctx.wait_for_change(min(remaining, _REPOLL_S))
 
-    def _request(self, route: Route, job: Job) -> httpx.Request:
+    def _request(self, route: Route, job: Job) -> tuple[httpx.Request, bytes | None]:
+        """The upstream request, and the nonce that opens a sealed answer (None: clear)."""
         content = job.raw
         if route.rewrite_model:
             content = json.dumps({**job.body, "model": route.rewrite_model}).encode()
         headers = {"content-type": "application/json", "x-request-id": job.request_id}
+        nonce = None
         if not route.local:
-            headers |= forward_headers(self.ctx.keys.http_key, self.ctx.node_id, route.node_id,
-                                       job.request_id, "POST", job.path, content, self.wall())
+            signed, content, nonce = forward_request(self.ctx.keys, self.ctx.node_id,
+                                                     route.node_id, job.request_id, "POST",
+                                                     job.path, content, self.wall())
+            headers |= signed
             headers.update(job.client_auth)
         return httpx.Request("POST", route.url.rstrip("/") + job.path, content=content,
-                             headers=headers, extensions={"timeout": self._timeout})
+                             headers=headers, extensions={"timeout": self._timeout}), nonce
 
     async def _attempt(self, route: Route, job: Job, tracker: Tracker) -> Response:
         self.state.open_outbound(route.node_id)
@@ -190,8 +195,9 @@ class Forwarder:
         scope.cancel()
 
     async def _send(self, route: Route, job: Job) -> httpx.Response:
+        request, nonce = self._request(route, job)
         try:
-            resp = await self.transport.handle_async_request(self._request(route, job))
+            resp = await self.transport.handle_async_request(request)
         except (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ConnectError) as exc:
             raise _Retry(f"connect: {exc!r}") from None
         except httpx.TimeoutException:
@@ -201,6 +207,12 @@ class Forwarder:
         if resp.status_code in (502, 503):
             await resp.aclose()
             raise _Retry(f"status {resp.status_code}")
+        if nonce is not None:
+            try:
+                resp = unsealed(resp, request, self.ctx.keys.seal_key, nonce)
+            except httpx.RemoteProtocolError as exc:
+                await resp.aclose()
+                raise _Retry(f"answer: {exc}") from None
         return resp
 
     def _plain(self, resp: httpx.Response, body: bytes, route: Route, job: Job,
