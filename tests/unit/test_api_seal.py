@@ -135,3 +135,13 @@ async def test_nothing_readable_crosses_between_nodes_with_a_secret(secret: str 
         assert PROMPT.encode() not in wire and b"Hel" not in wire and b'"hi"' not in wire
         assert b"authorization" not in wire.lower() and b"Bearer k" not in wire
         assert wire.count(b"x-mesh-sealed: 1") + wire.count(b"x-mesh-sealed:1") >= 4
+
+
+def test_seal_key_is_its_own_and_needs_the_secret() -> None:
+    from mesh_node.security import derive_keys
+
+    k = derive_keys("s3cret", "home")
+    assert len(k.seal_key) == 32 and k.seal_key not in (k.http_key, k.gossip_key)
+    assert derive_keys("s3cret", "office").seal_key != k.seal_key
+    assert derive_keys("other", "home").seal_key != k.seal_key
+    assert "seal_key" not in repr(k)
