@@ -33,7 +33,14 @@ from mesh_node.api.meshauth import (
 from mesh_node.api.middleware import RequestIdMiddleware, request_id_of
 from mesh_node.api.payload import Kind, parse, read_limited
 from mesh_node.api.proxy import Forwarder, Job, RelayResponse
-from mesh_node.api.seal import SEALED, FrameSealer, SealError, open_request, sealed_message
+from mesh_node.api.seal import (
+    SEAL_OVERHEAD,
+    SEALED,
+    FrameSealer,
+    SealError,
+    open_request,
+    sealed_message,
+)
 from mesh_node.api.tracker import ApiState, Tracker
 from mesh_node.api.upstream import H11Transport
 from mesh_node.security import API_KEY_WITHOUT_SECRET
@@ -79,7 +86,9 @@ class _Api:
             size = int(declared) if declared is not None else None
         except ValueError:
             raise errors.invalid_json("bad Content-Length") from None
-        return await read_limited(request.stream(), self.ctx.max_body_bytes, size)
+        limit = self.ctx.max_body_bytes  # a sealed forward carries a 16-byte GCM tag more
+        limit += SEAL_OVERHEAD if request.headers.get(SEALED) == "1" else 0
+        return await read_limited(request.stream(), limit, size)
 
     def check_forwarded(self, request: Request, raw: bytes) -> None:
         """401 (counted) unless the node-to-node signature is valid, fresh, new and for this

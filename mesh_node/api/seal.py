@@ -26,6 +26,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 SEALED = "x-mesh-sealed"  # "1" on a sealed request and on a sealed response
+SEAL_OVERHEAD = 16  # bytes a sealed body is longer than the clear one (the GCM tag)
 MAX_FRAME = 16 << 20  # one relayed chunk; larger means a broken or hostile peer
 _REQ_AAD = b"mesh-node/v1 request"
 _MORE, _LAST = b"\x00", b"\x01"
@@ -79,7 +80,7 @@ class FrameOpener:
             if self.done:
                 raise SealError("data after the last frame")
             size = struct.unpack_from(">I", self._buf)[0]
-            if size < 16 or size > MAX_FRAME + 16:  # 16: the GCM tag
+            if size < SEAL_OVERHEAD or size > MAX_FRAME + SEAL_OVERHEAD:
                 raise SealError(f"bad frame length {size}")
             if len(self._buf) < 4 + size:
                 break

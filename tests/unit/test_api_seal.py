@@ -145,3 +145,29 @@ def test_seal_key_is_its_own_and_needs_the_secret() -> None:
     assert derive_keys("s3cret", "office").seal_key != k.seal_key
     assert derive_keys("other", "home").seal_key != k.seal_key
     assert "seal_key" not in repr(k)
+
+
+async def test_a_body_at_the_limit_still_crosses_sealed() -> None:
+    """The host's body limit allows the 16-byte tag of a sealed forward, no more."""
+    up = ScriptedUpstream("b")
+    limit = 2048
+    async with api_serving(up.app()) as up_url:
+        ctx_b = FakeMeshContext([FakeModel(MID, aliases=("gemma",),
+                                           routes=[Route("node-b", up_url, True)])],
+                                node_id="node-b", max_body_bytes=limit)
+        async with api_serving(build_app(ctx_b, T)) as b_url:
+            ctx_a = FakeMeshContext([FakeModel(MID, aliases=("gemma",),
+                                               routes=[Route("node-b", b_url, False)])],
+                                    node_id="node-a", max_body_bytes=limit)
+            async with api_serving(build_app(ctx_a, T)) as a_url, \
+                    httpx.AsyncClient(base_url=a_url) as c:
+                head = b'{"model": "gemma", "messages": [{"role": "user", "content": "'
+                tail = b'"}]}'
+                body = head + b"x" * (limit - len(head) - len(tail)) + tail
+                at_limit = await c.post("/v1/chat/completions", content=body,
+                                        headers={"content-type": "application/json"})
+                over = await c.post("/v1/chat/completions", content=body[:-4] + b'x"}]}',
+                                    headers={"content-type": "application/json"})
+    assert len(body) == limit
+    assert at_limit.status_code == 200 and len(up.requests) == 1
+    assert over.status_code == 413
