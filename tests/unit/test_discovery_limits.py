@@ -98,6 +98,8 @@ async def test_mdns_flood_of_fake_peers_is_capped_and_counted(
         assert c.adverts_seen + c.resolves_dropped == flood
         await _until(lambda: len(dials) == len(disc.peers) - c.dials_dropped)
         nursery.cancel_scope.cancel()
+    print(f"mdns flood: {flood} adverts, {c.as_dict()}, {len(dials)} dials over "
+          f"{dials[-1][0] - dials[0][0]:.0f} virtual s")
     # never more than MAX_DIALS dials in any DIAL_WINDOW_S: the gossip side sees a trickle
     times = [t for t, _ in dials]
     for i, t in enumerate(times):
