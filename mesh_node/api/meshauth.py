@@ -19,7 +19,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from mesh_node.api.replay import REPLAY_CACHE_MAX, ReplayCache
+from mesh_node.api.replay import ReplayCache
 from mesh_node.api.seal import SEALED, seal_request
 from mesh_node.security import MeshKeys, sign, verify
 
@@ -76,12 +76,11 @@ def _signed(key: bytes, origin: str, target: str, request_id: str, method: str, 
 class ForwardVerifier:
     """Checks X-Mesh-Auth for this node and remembers accepted nonces (replay guard)."""
 
-    def __init__(self, key: bytes, node_id: str, window: float = WINDOW_S,
-                 cache_max: int = REPLAY_CACHE_MAX) -> None:
+    def __init__(self, key: bytes, node_id: str) -> None:
         self._key = key
         self._node_id = node_id
-        self._window = window
-        self.cache = ReplayCache(window, cache_max)
+        self._window = WINDOW_S
+        self.cache = ReplayCache(WINDOW_S)
 
     def check(self, auth: str | None, origin: str, request_id: str, method: str, path: str,
               body: bytes, now: float) -> Refused | None:

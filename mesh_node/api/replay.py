@@ -25,9 +25,8 @@ REPLAY_CACHE_MAX = 100_000
 class ReplayCache:
     """Nonces of accepted signatures, by signed second, for `window` seconds past it."""
 
-    def __init__(self, window: float, cap: int = REPLAY_CACHE_MAX) -> None:
+    def __init__(self, window: float) -> None:
         self._window = window
-        self._cap = cap
         self._buckets: dict[int, set[bytes]] = {}
         self._order: list[int] = []  # heap of bucket seconds, oldest first
         self._size = 0
@@ -49,7 +48,7 @@ class ReplayCache:
         bucket = self._buckets.get(ts)
         if bucket is not None and nonce in bucket:
             return "replay"
-        if self._size >= self._cap:
+        if self._size >= REPLAY_CACHE_MAX:
             return "full"
         if bucket is None:
             bucket = self._buckets[ts] = set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mesh_node.api.meshauth import AUTH, ForwardVerifier, Refused, forward_headers
-from mesh_node.api.replay import ReplayCache
+from mesh_node.api.replay import REPLAY_CACHE_MAX, ReplayCache
 
 KEY = b"k" * 32
 
@@ -72,14 +72,17 @@ def test_meshauth_rejects_other_body_path_id_key_and_stale() -> None:
 
 
 def test_meshauth_cache_full_refuses_with_503_and_never_forgets() -> None:
-    v = ForwardVerifier(KEY, "node-b", cache_max=3)
-    sent = [_auth(1000.0) for _ in range(4)]
-    assert [_check(v, a, 1000.0) for a in sent[:3]] == [None, None, None]
-    assert v.check(sent[3], "origin", "r1", "POST", "/v1/x", b"{}", 1000.0) == \
+    v = ForwardVerifier(KEY, "node-b")
+    first = _auth(1000.0)
+    assert _check(v, first, 1000.0) is None
+    for i in range(REPLAY_CACHE_MAX - 1):  # fill the shipped cap (as many fresh forwards would)
+        assert v.cache.add(i.to_bytes(12, "big"), 1000, 1000.0) == "fresh"
+    assert v.check(_auth(1000.0), "origin", "r1", "POST", "/v1/x", b"{}", 1000.0) == \
         Refused("replay cache full", 503)
-    assert _check(v, sent[0], 1029.0) == "replayed request"  # still remembered at the cap
-    assert _check(v, sent[3], 1031.0) == "stale timestamp"
+    assert _check(v, first, 1029.0) == "replayed request"  # still remembered at the cap
+    assert _check(v, first, 1031.0) == "stale timestamp"
     assert _check(v, _auth(1031.0), 1031.0) is None  # the 1000 bucket expired: room again
+    assert len(v.cache) == 1
 
 
 def test_replay_cache_sustains_a_high_rate_without_dropping_live_entries() -> None:
@@ -102,7 +105,7 @@ def test_replay_cache_sustains_a_high_rate_without_dropping_live_entries() -> No
 
 
 def test_replay_cache_edges_of_the_window() -> None:
-    cache = ReplayCache(30.0, cap=10)
+    cache = ReplayCache(30.0)
     assert cache.add(b"a", 1000, 1000.0) == "fresh"
     assert cache.add(b"a", 1000, 1030.0) == "replay"  # exactly window old: still fresh-able
     assert cache.add(b"a", 1000, 1030.5) == "stale"
