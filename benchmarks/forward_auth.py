@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=3000)
     ap.add_argument("--seconds", type=int, default=60)
     args = ap.parse_args()
-    verifier = ForwardVerifier(KEY, "node-b")
+    verifier = ForwardVerifier(KEY, "node-b", 0.0)
     refused: dict[str, int] = {}
     t0 = 1_800_000_000.0
     tracemalloc.start()

@@ -59,7 +59,7 @@ class _Api:
         self.wall = wall
         self.state = ApiState()
         self.metrics = ApiMetrics(ctx.status)
-        self.verifier = ForwardVerifier(ctx.keys.http_key, ctx.node_id)
+        self.verifier = ForwardVerifier(ctx.keys.http_key, ctx.node_id, wall())
         if ctx.api_key is not None and not ctx.keys.authenticated:
             log.warning("api_key_without_mesh_secret", node=ctx.node_id,
                         hint=API_KEY_WITHOUT_SECRET)
@@ -100,7 +100,8 @@ class _Api:
             return
         log.warning("forward_auth_failed", peer=h.get(FORWARDED), reason=refused.reason)
         if refused.status == 503:
-            self.metrics.replay_cache_full.inc()
+            if refused.reason == "replay cache full":
+                self.metrics.replay_cache_full.inc()
             raise errors.mesh_auth_busy(refused.reason)
         self.metrics.mesh_auth_failures.inc()
         raise errors.mesh_auth_failed(refused.reason)

@@ -76,10 +76,14 @@ def _signed(key: bytes, origin: str, target: str, request_id: str, method: str, 
 class ForwardVerifier:
     """Checks X-Mesh-Auth for this node and remembers accepted nonces (replay guard)."""
 
-    def __init__(self, key: bytes, node_id: str) -> None:
+    def __init__(self, key: bytes, node_id: str, started: float) -> None:
+        """`started`: wall time this node started. The replay cache begins empty, so a
+        signature dated before it (more than the 1 s of `ts` truncation) is refused: a forward
+        captured before a restart cannot be replayed to the restarted node."""
         self._key = key
         self._node_id = node_id
         self._window = WINDOW_S
+        self._floor = started - 1.0
         self.cache = ReplayCache(WINDOW_S)
 
     def check(self, auth: str | None, origin: str, request_id: str, method: str, path: str,
@@ -94,6 +98,8 @@ class ForwardVerifier:
         if not verify(self._key, mac, *_parts(method, path, ts, nonce, request_id, origin,
                                               self._node_id, body)):
             return Refused("bad signature")
+        if int(ts) < self._floor:  # 503: the origin retries; only clock skew gets here
+            return Refused("signed before this node started", 503)
         verdict = self.cache.add(bytes.fromhex(nonce), int(ts), now)
         if verdict == "replay":
             return Refused("replayed request")

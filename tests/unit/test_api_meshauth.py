@@ -22,7 +22,7 @@ def _check(v: ForwardVerifier, auth: str, now: float, *, rid: str = "r1", path: 
 
 
 def test_meshauth_accepts_fresh_valid_once() -> None:
-    v = ForwardVerifier(KEY, "node-b")
+    v = ForwardVerifier(KEY, "node-b", 0.0)
     auth = _auth(1000.0)
     assert _check(v, auth, 1005.0) is None
     assert _check(v, auth, 1006.0) == "replayed request"
@@ -30,7 +30,7 @@ def test_meshauth_accepts_fresh_valid_once() -> None:
 
 def test_meshauth_two_identical_forwards_are_distinct() -> None:
     """Same body, path and client request id in the same second: both accepted (nonce)."""
-    v = ForwardVerifier(KEY, "node-b")
+    v = ForwardVerifier(KEY, "node-b", 0.0)
     a, b = _auth(1000.0), _auth(1000.0)
     assert a != b
     assert _check(v, a, 1000.0) is None and _check(v, b, 1000.0) is None
@@ -38,13 +38,13 @@ def test_meshauth_two_identical_forwards_are_distinct() -> None:
 
 def test_meshauth_signed_for_b_is_refused_by_c() -> None:
     auth = _auth(1000.0, target="node-b")
-    assert _check(ForwardVerifier(KEY, "node-c"), auth, 1000.0) == "bad signature"
-    assert _check(ForwardVerifier(KEY, "node-b"), auth, 1000.0) is None
+    assert _check(ForwardVerifier(KEY, "node-c", 0.0), auth, 1000.0) == "bad signature"
+    assert _check(ForwardVerifier(KEY, "node-b", 0.0), auth, 1000.0) is None
 
 
 def test_meshauth_origin_is_covered() -> None:
     auth = _auth(1000.0, origin="node-a")
-    assert _check(ForwardVerifier(KEY, "node-b"), auth, 1000.0, origin="node-x") == \
+    assert _check(ForwardVerifier(KEY, "node-b", 0.0), auth, 1000.0, origin="node-x") == \
         "bad signature"
 
 
@@ -57,22 +57,22 @@ def test_meshauth_origin_is_covered() -> None:
     (lambda a: "9" * 13 + ":" + a.split(":", 1)[1], "missing or malformed X-Mesh-Auth"),
 ])
 def test_meshauth_rejects_tampering(mutate, reason) -> None:  # type: ignore[no-untyped-def]
-    assert _check(ForwardVerifier(KEY, "node-b"), mutate(_auth(1000.0)), 1000.0) == reason
+    assert _check(ForwardVerifier(KEY, "node-b", 0.0), mutate(_auth(1000.0)), 1000.0) == reason
 
 
 def test_meshauth_rejects_other_body_path_id_key_and_stale() -> None:
     auth = _auth(1000.0)
-    v = ForwardVerifier(KEY, "node-b")
+    v = ForwardVerifier(KEY, "node-b", 0.0)
     assert _check(v, auth, 1000, body=b"{ }") == "bad signature"
     assert _check(v, auth, 1000, path="/v1/y") == "bad signature"
     assert _check(v, auth, 1000, rid="r2") == "bad signature"
-    assert _check(ForwardVerifier(b"z" * 32, "node-b"), auth, 1000) == "bad signature"
+    assert _check(ForwardVerifier(b"z" * 32, "node-b", 0.0), auth, 1000) == "bad signature"
     assert _check(v, auth, 1031) == "stale timestamp"
     assert _check(v, auth, 969) == "stale timestamp"
 
 
 def test_meshauth_cache_full_refuses_with_503_and_never_forgets() -> None:
-    v = ForwardVerifier(KEY, "node-b")
+    v = ForwardVerifier(KEY, "node-b", 0.0)
     first = _auth(1000.0)
     assert _check(v, first, 1000.0) is None
     for i in range(REPLAY_CACHE_MAX - 1):  # fill the shipped cap (as many fresh forwards would)
@@ -120,3 +120,13 @@ def test_replay_cache_wall_clock_step_back_keeps_refusing_forgotten_seconds() ->
     assert cache.add(b"b", 1100, 1100.0) == "fresh"  # the 1000 bucket is gone
     # the clock steps back 95 s: a replay of the forgotten "a" is not accepted again
     assert cache.add(b"a", 1000, 1005.0) == "stale"
+
+
+def test_meshauth_refuses_signatures_from_before_this_node_started() -> None:
+    """A forward captured before a restart, replayed within its 30 s to the restarted node
+    (whose replay cache is empty): refused with 503, which the origin retries."""
+    captured = _auth(1000.0)
+    restarted = ForwardVerifier(KEY, "node-b", 1010.0)
+    assert restarted.check(captured, "origin", "r1", "POST", "/v1/x", b"{}", 1012.0) == \
+        Refused("signed before this node started", 503)
+    assert _check(restarted, _auth(1009.0), 1012.0) is None  # within the 1 s of truncation

@@ -20,7 +20,7 @@ _GOOD = forward_headers(KEY, "a", "b", "r1", "POST", "/v1/x", b"{}", 1000.0)[AUT
        now=st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12))
 def test_fuzz_forward_auth_never_raises(auth: str, origin: str, rid: str, body: bytes,
                                         now: float) -> None:
-    got = ForwardVerifier(KEY, "b").check(auth, origin, rid, "POST", "/v1/x", body, now)
+    got = ForwardVerifier(KEY, "b", 0.0).check(auth, origin, rid, "POST", "/v1/x", body, now)
     assert got is None or (isinstance(got, Refused) and got.status in (401, 503))
     if got is None:  # only the genuine header, for its own request, at a fresh time
         assert (auth, origin, rid, body) == (_GOOD, "a", "r1", b"{}") and abs(now - 1000) <= 30
