@@ -74,6 +74,8 @@ class Tracker:
         self._done = True
         elapsed = trio.current_time() - self._start
         self._state.inflight[self.model] -= 1
+        if self._state.inflight[self.model] <= 0:  # only models with open requests stay
+            del self._state.inflight[self.model]
         self._metrics.inflight.labels(self.model).dec()
         self._metrics.requests.labels(self.model, self.node, str(status)).inc()
         self._metrics.request_seconds.labels(self.model, self.node).observe(elapsed)

@@ -174,3 +174,19 @@ async def test_what_crosses_the_lan_on_a_forward_without_secret() -> None:
     assert h["authorization"] == "Bearer k" and h["x-api-key"] == "k"
     assert h["x-mesh-forwarded"] == "node-a" and h["x-mesh-auth"].count(":") == 2
     assert "x-mesh-sealed" not in h
+
+
+async def test_api_maps_hold_only_open_requests() -> None:
+    """inflight (by model) and outbound (by node id, off the wire) empty again after requests."""
+    up = ScriptedUpstream("b")
+    async with api_serving(up.app()) as up_url:
+        ctx = FakeMeshContext([FakeModel(MID, aliases=("gemma",),
+                                         routes=[Route("peer-x", up_url, False)])],
+                              secret=None)
+        app = build_app(ctx, T)
+        async with api_serving(app) as url, httpx.AsyncClient(base_url=url) as c:
+            for _ in range(3):
+                assert (await c.post(PATH, json=CHAT)).status_code == 200
+                assert (await c.post(PATH, json={**CHAT, "stream": True})).status_code == 200
+    assert dict(app.state.api.outbound) == {} and dict(app.state.api.inflight) == {}
+    assert app.state.api.summary()["requests"] == {MID: {"ok": 6, "error": 0}}
