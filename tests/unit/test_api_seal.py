@@ -21,7 +21,13 @@ from mesh_node.api.seal import (
     seal_request,
 )
 from mesh_node.timing import Timings
-from tests.support.api_servers import ScriptedUpstream, api_serving, sse_data
+from tests.support.api_servers import (
+    ScriptedUpstream,
+    api_serving,
+    raw_upstream,
+    read_request_head,
+    sse_data,
+)
 
 KEY, NONCE = b"s" * 32, b"n" * 12
 T = Timings(route_retry_window=1.0, upstream_connect_timeout=1.0, upstream_read_timeout=5.0)
@@ -171,3 +177,54 @@ async def test_a_body_at_the_limit_still_crosses_sealed() -> None:
     assert len(body) == limit
     assert at_limit.status_code == 200 and len(up.requests) == 1
     assert over.status_code == 413
+
+
+def _nonce_of(head: bytes) -> bytes:
+    line = next(x for x in head.split(b"\r\n") if x.lower().startswith(b"x-mesh-auth:"))
+    return bytes.fromhex(line.split(b":", 1)[1].strip().decode().split(":")[1])
+
+
+async def _sealed_host(stream: trio.SocketStream, *, frames: int, forged: bool) -> None:
+    """A host that answers a sealed stream, then dies after `frames` frames (no last one);
+    `forged`: a stranger on the path who answers 200 in clear instead."""
+    from mesh_node.security import derive_keys
+
+    head = await read_request_head(stream)
+    if forged:
+        body = b'data: {"choices":[{"delta":{"content":"evil"}}]}\n\n'
+        await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                              b"content-length: %d\r\n\r\n" % len(body) + body)
+        return
+    sealer = FrameSealer(derive_keys("test-secret", "test-mesh").seal_key, _nonce_of(head))
+    out = b"".join(sealer.frame(b'data: {"choices":[{"delta":{"content":"x"}}]}\n\n', False)
+                   for _ in range(frames))
+    await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                          b"x-mesh-sealed: 1\r\ntransfer-encoding: chunked\r\n\r\n"
+                          + f"{len(out):x}\r\n".encode() + out + b"\r\n0\r\n\r\n")
+    await stream.aclose()  # HTTP-wise complete: only the missing last frame tells the cut
+
+
+async def test_a_sealed_stream_cut_by_the_host_ends_with_an_error_event() -> None:
+    async with raw_upstream(partial(_sealed_host, frames=2, forged=False)) as host_url:
+        ctx = FakeMeshContext([FakeModel(MID, aliases=("gemma",),
+                                         routes=[Route("node-b", host_url, False)])])
+        async with api_serving(build_app(ctx, T)) as url, httpx.AsyncClient(base_url=url) as c:
+            r = await c.post("/v1/chat/completions", json={
+                "model": "gemma", "stream": True, "messages": [{"role": "user", "content": "x"}]})
+    data = sse_data(r.content)
+    assert [d["choices"][0]["delta"]["content"] for d in data[:2]] == ["x", "x"]
+    assert data[-1]["error"]["code"] == "upstream_failed"  # not a silent, truncated success
+
+
+async def test_an_unsealed_success_to_a_sealed_request_is_not_relayed() -> None:
+    good = ScriptedUpstream("unused")
+    async with raw_upstream(partial(_sealed_host, frames=0, forged=True)) as evil_url, \
+            api_serving(good.app()) as good_url:
+        ctx = FakeMeshContext([FakeModel(MID, aliases=("gemma",), routes=[
+            Route("node-b", evil_url, False), Route("local", good_url, True)])])
+        ctx.inflight_by_node = {"local": 5}  # the forged peer is tried first
+        async with api_serving(build_app(ctx, T)) as url, httpx.AsyncClient(base_url=url) as c:
+            r = await c.post("/v1/chat/completions", json={
+                "model": "gemma", "stream": True, "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 200 and b"evil" not in r.content
+    assert sse_data(r.content)[0]["choices"][0]["delta"]["content"] == "Hel"  # retried locally
