@@ -13,7 +13,7 @@ KEY, NONCE = b"k" * 32, b"n" * 12
 _GOOD = forward_headers(KEY, "a", "b", "r1", "POST", "/v1/x", b"{}", 1000.0)[AUTH]
 
 
-@fuzz_settings(400, 2)
+@fuzz_settings(400)
 @given(auth=st.text(max_size=200) | st.just(_GOOD) | st.builds(
            lambda ts, rest: f"{ts}:{rest}", st.integers(-10**15, 10**15), st.text(max_size=120)),
        origin=st.text(max_size=80), rid=st.text(max_size=80), body=st.binary(max_size=200),
@@ -31,7 +31,7 @@ def _wire(chunks: list[bytes]) -> bytes:
     return b"".join(s.frame(c, i == len(chunks) - 1) for i, c in enumerate(chunks))
 
 
-@fuzz_settings(400, 2)
+@fuzz_settings(400)
 @given(chunks=st.lists(st.binary(max_size=64), min_size=1, max_size=5),
        edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=4),
        cut=st.integers(0, 10_000), extra=st.binary(max_size=40), cuts=st.integers(1, 50))
