@@ -166,6 +166,8 @@ class MdnsDiscovery:
     async def _resolver(self, bus: MdnsBus, queue: trio.MemoryReceiveChannel[str],
                         on_peer: Callable[[Peer], None]) -> None:
         async for instance in queue:
+            if instance not in self._queued:  # withdrawn while it waited
+                continue
             self._queued.discard(instance)
             self._busy.add(instance)
             self._gen[instance] = 0
@@ -225,6 +227,7 @@ class MdnsDiscovery:
     def _removed(self, instance: str, on_gone: Callable[[Peer], None] | None) -> None:
         if instance in self._gen:  # a resolve in flight must not resurrect it
             self._gen[instance] += 1
+        self._queued.discard(instance)  # nor one still waiting in the queue
         peer = self._core.on_removed(instance)
         if peer is not None:
             self._gate.withdraw(peer.node_id)
