@@ -57,10 +57,12 @@ lab: install-dev sysdeps
 	MESH_NODE_LAB_FULL=1 MESH_NODE_FAULT_RESULTS=$(abspath $(FAULT_RESULTS)) \
 		$(VENV)/bin/pytest tests/lab -m lab $(PYTEST_ARGS)
 
-## Long fuzzing of the wire, push-pull, TXT and config decoders: 100,000+ inputs each (~25 min).
+## Long fuzzing of the wire, push-pull, TXT, config and forward-auth/seal decoders: 100,000+
+## inputs each (~25 min).
 fuzz: install-dev
 	MESH_NODE_FUZZ_LONG=1 $(VENV)/bin/pytest tests/unit/test_fuzz_wire.py tests/unit/test_fuzz_node.py \
-		tests/unit/test_fuzz_txt.py tests/unit/test_fuzz_config.py $(PYTEST_ARGS)
+		tests/unit/test_fuzz_txt.py tests/unit/test_fuzz_config.py \
+		tests/unit/test_fuzz_meshauth.py $(PYTEST_ARGS)
 
 bench: install-dev sysdeps
 	$(PY) -m benchmarks.run_all

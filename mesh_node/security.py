@@ -14,6 +14,12 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+# Said by `mesh-node config check` and logged at start (api_key_without_mesh_secret).
+API_KEY_WITHOUT_SECRET = ("api_key is set but the mesh has no secret: node-to-node signatures "
+                          "then prove nothing (their key comes from the public mesh name), so "
+                          "forwarded requests must carry the client's key and every node needs "
+                          "the same api_key; set [mesh] secret or secret_file")
+
 
 @dataclass(frozen=True)
 class MeshKeys:
@@ -21,6 +27,7 @@ class MeshKeys:
     http_key: bytes = field(repr=False)  # 32 bytes, HMAC-SHA256 of node-to-node requests
     mesh_digest: str  # 16 hex chars, safe to publish
     authenticated: bool  # False when no secret is configured (trusted-LAN mode)
+    seal_key: bytes = field(default=b"", repr=False)  # 32 bytes, AES-256-GCM of node-to-node bodies
 
 
 def _hkdf(secret: bytes, salt: bytes, info: bytes) -> bytes:
@@ -37,6 +44,7 @@ def derive_keys(secret: str | None, mesh_name: str) -> MeshKeys:
         http_key=_hkdf(material, salt, b"http"),
         mesh_digest=hashlib.sha256(digest_src).hexdigest()[:16],
         authenticated=bool(secret),
+        seal_key=_hkdf(material, salt, b"http-seal"),
     )
 
 

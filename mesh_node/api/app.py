@@ -24,13 +24,29 @@ from mesh_node.api import errors
 from mesh_node.api.context import MeshContext
 from mesh_node.api.dialects.base import Shaper
 from mesh_node.api.dialects.shapes import Dialect, dialect_of, error_body
-from mesh_node.api.meshauth import AUTH, FORWARDED, REQUEST_ID, ForwardVerifier
+from mesh_node.api.meshauth import (
+    AUTH,
+    CLIENT_AUTH_HEADERS,
+    FORWARDED,
+    REQUEST_ID,
+    ForwardVerifier,
+    auth_nonce,
+)
 from mesh_node.api.middleware import RequestIdMiddleware, request_id_of
 from mesh_node.api.payload import Kind, parse, read_limited
 from mesh_node.api.proxy import Forwarder, Job, RelayResponse
+from mesh_node.api.seal import (
+    SEAL_OVERHEAD,
+    SEALED,
+    FrameSealer,
+    SealError,
+    open_request,
+    sealed_message,
+)
 from mesh_node.api.surfaces import OllamaApi, anthropic_routes, ollama_routes
 from mesh_node.api.tracker import ApiState, Tracker
 from mesh_node.api.upstream import H11Transport
+from mesh_node.security import API_KEY_WITHOUT_SECRET
 from mesh_node.status.metrics import CONTENT_TYPE, ApiMetrics
 from mesh_node.timing import Timings
 
@@ -46,7 +62,10 @@ class _Api:
         self.wall = wall
         self.state = ApiState()
         self.metrics = ApiMetrics(ctx.status)
-        self.verifier = ForwardVerifier(ctx.keys.http_key)
+        self.verifier = ForwardVerifier(ctx.keys.http_key, ctx.node_id, wall())
+        if ctx.api_key is not None and not ctx.keys.authenticated:
+            log.warning("api_key_without_mesh_secret", node=ctx.node_id,
+                        hint=API_KEY_WITHOUT_SECRET)
         self.forwarder = Forwarder(ctx, timings, transport, self.state, wall)
 
     def check_api_key(self, request: Request) -> None:
@@ -78,42 +97,84 @@ class _Api:
             size = int(declared) if declared is not None else None
         except ValueError:
             raise errors.invalid_json("bad Content-Length") from None
-        return await read_limited(request.stream(), self.ctx.max_body_bytes, size)
+        limit = self.ctx.max_body_bytes  # a sealed forward carries a 16-byte GCM tag more
+        limit += SEAL_OVERHEAD if request.headers.get(SEALED) == "1" else 0
+        return await read_limited(request.stream(), limit, size)
 
     def check_forwarded(self, request: Request, raw: bytes) -> None:
-        """401 (counted) unless the node-to-node signature is valid and fresh."""
-        reason = self.verifier.check(request.headers.get(AUTH),
-                                     request.headers.get(REQUEST_ID, ""), request.method,
-                                     request.url.path, raw, self.wall())
-        if reason is not None:
-            self.metrics.mesh_auth_failures.inc()
-            log.warning("forward_auth_failed", peer=request.headers.get(FORWARDED),
-                        reason=reason)
-            raise errors.mesh_auth_failed(reason)
+        """401 (counted) unless the node-to-node signature is valid, fresh, new and for this
+        node; 503 (counted) when the replay cache is at its cap."""
+        h = request.headers
+        refused = self.verifier.check(h.get(AUTH), h.get(FORWARDED, ""), h.get(REQUEST_ID, ""),
+                                      request.method, request.url.path, raw, self.wall())
+        if refused is None:
+            return
+        log.warning("forward_auth_failed", peer=h.get(FORWARDED), reason=refused.reason)
+        if refused.status == 503:
+            if refused.reason == "replay cache full":
+                self.metrics.replay_cache_full.inc()
+            raise errors.mesh_auth_busy(refused.reason)
+        self.metrics.mesh_auth_failures.inc()
+        raise errors.mesh_auth_failed(refused.reason)
+
+    def client_auth(self, request: Request) -> tuple[tuple[str, str], ...]:
+        """The client's key headers, carried on a forward only when the mesh has no secret:
+        the next node then checks them itself (with a secret, the signature vouches)."""
+        if self.ctx.keys.authenticated:
+            return ()
+        return tuple((n, v) for n in CLIENT_AUTH_HEADERS if (v := request.headers.get(n)))
 
     async def proxy(self, request: Request, kind: Kind,
                     shaper: Callable[[str, str], Shaper] | None = None) -> Response:
         forwarded = FORWARDED in request.headers
-        if not forwarded:  # node-to-node requests carry the mesh signature instead
+        if not forwarded or not self.ctx.keys.authenticated:
+            # Without a mesh secret the signature's key comes from the public mesh name:
+            # anyone can forge it, so a forwarded request needs the client's key as well.
             self.check_api_key(request)
         raw = await self.read_body(request)
+        sealer = None
         if forwarded:
             self.check_forwarded(request, raw)
+            raw, sealer = self.open_sealed(request, raw)
         body = parse(raw, kind)
         model_id = self.ctx.resolve(body["model"])
         if model_id is None:
             raise errors.model_not_found(body["model"], [m["id"] for m in self.ctx.models()])
         return self.dispatch(request, model_id, request.url.path, body, raw, forwarded,
-                             shaper(model_id, request_id_of(request.scope)) if shaper else None)
+                             shaper(model_id, request_id_of(request.scope)) if shaper else None,
+                             sealer)
 
     def dispatch(self, request: Request, model_id: str, path: str, body: dict[str, Any],
-                 raw: bytes, forwarded: bool, shaper: Shaper | None) -> Response:
+                 raw: bytes, forwarded: bool, shaper: Shaper | None,
+                 sealer: FrameSealer | None = None) -> Response:
         """Forward a checked request for `model_id` to `path` of a host; `shaper` gives the
-        answer the client's dialect (None: OpenAI)."""
+        answer the client's dialect (None: OpenAI); `sealer` seals the answer of a sealed
+        forward back to its origin (None: clear). Every dialect's entry requests come here, so
+        the client's key travels with each of them when the mesh has no secret."""
         job = Job(model_id, path, body, raw, bool(body.get("stream")),
-                  request_id_of(request.scope), forwarded, shaper)
+                  request_id_of(request.scope), forwarded, shaper, self.client_auth(request))
         tracker = Tracker(self.state, self.metrics, self.ctx.events, model_id, self.ctx.node_id)
-        return _Forwarded(self.forwarder, job, tracker)
+        return _Forwarded(self.forwarder, job, tracker, sealer)
+
+    def open_sealed(self, request: Request, raw: bytes) -> tuple[bytes, FrameSealer | None]:
+        """A signed forward's body in clear, and the sealer of its answer. With a secret every
+        forward is sealed; an unsealed one (or one that does not open) is 400, counted."""
+        sealed = request.headers.get(SEALED) == "1"
+        if not self.ctx.keys.authenticated:
+            if sealed:
+                raise errors.mesh_seal_failed("sealed forward to a mesh without a secret")
+            return raw, None
+        nonce = auth_nonce(request.headers[AUTH])  # checked by check_forwarded
+        try:
+            if not sealed:
+                raise SealError("a mesh with a secret forwards sealed bodies only")
+            return open_request(self.ctx.keys.seal_key, nonce, raw), \
+                FrameSealer(self.ctx.keys.seal_key, nonce)
+        except SealError as exc:
+            self.metrics.mesh_auth_failures.inc()
+            log.warning("forward_seal_failed", peer=request.headers.get(FORWARDED),
+                        reason=str(exc))
+            raise errors.mesh_seal_failed(str(exc)) from None
 
     async def chat(self, request: Request) -> Response:
         return await self.proxy(request, "chat")
@@ -155,9 +216,10 @@ class _Forwarded(Response):
     mid-stream, the relay). Profiling showed trio task spawns and nurseries as a main
     per-request cost, so the answer and any stream share this one watcher."""
 
-    def __init__(self, forwarder: Forwarder, job: Job, tracker: Tracker) -> None:
+    def __init__(self, forwarder: Forwarder, job: Job, tracker: Tracker,
+                 sealer: FrameSealer | None = None) -> None:
         super().__init__()
-        self.forwarder, self.job, self.tracker = forwarder, job, tracker
+        self.forwarder, self.job, self.tracker, self.sealer = forwarder, job, tracker, sealer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         failed: list[errors.ApiError] = []  # kept out of the nursery's ExceptionGroup
@@ -168,7 +230,7 @@ class _Forwarded(Response):
             # the close from inside that send): the answer still counts as given.
             nonlocal started
             started = True
-            await send(message)
+            await send(message if self.sealer is None else sealed_message(self.sealer, message))
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_disconnect, receive, nursery.cancel_scope)

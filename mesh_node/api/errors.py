@@ -62,6 +62,15 @@ def mesh_auth_failed(reason: str) -> ApiError:
                     code="mesh_auth_failed")
 
 
+def mesh_seal_failed(reason: str) -> ApiError:
+    return ApiError(400, f"Node-to-node sealing failed: {reason}.", code="mesh_seal_failed")
+
+
+def mesh_auth_busy(reason: str) -> ApiError:
+    return ApiError(503, f"Node-to-node authentication is saturated: {reason}.", type_=SERVER,
+                    code="mesh_auth_busy", headers={"Retry-After": "1"})
+
+
 def model_not_found(name: str, available: Iterable[str]) -> ApiError:
     names = sorted(available)
     listing = ", ".join(names) if names else "(none)"

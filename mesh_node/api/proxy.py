@@ -22,8 +22,9 @@ from mesh_node.api import errors
 from mesh_node.api.context import MeshContext, Route
 from mesh_node.api.dialects.base import Shaper
 from mesh_node.api.dialects.openai import OpenAiShaper
-from mesh_node.api.meshauth import forward_headers
+from mesh_node.api.meshauth import forward_request
 from mesh_node.api.routing import order_routes
+from mesh_node.api.seal import unsealed
 from mesh_node.api.tracker import ApiState, Tracker
 from mesh_node.timing import Timings
 
@@ -46,6 +47,7 @@ class Job:
     request_id: str
     forwarded: bool  # arrived from another node: serve locally or fail, never re-forward
     shaper: Shaper | None = None  # the client's dialect; None: OpenAI (model name rewritten)
+    client_auth: tuple[tuple[str, str], ...] = ()  # client key headers for the next node
 
     def shape(self) -> Shaper:
         return self.shaper or OpenAiShaper(self.model_id)
@@ -124,26 +126,31 @@ class Forwarder:
                 raise errors.no_ready_host(job.model_id, retry_after=2)
             await self.ctx.wait_for_change(min(remaining, _REPOLL_S))
 
-    def _request(self, route: Route, job: Job) -> httpx.Request:
+    def _request(self, route: Route, job: Job) -> tuple[httpx.Request, bytes | None]:
+        """The upstream request, and the nonce that opens a sealed answer (None: clear)."""
         content = job.raw
         if route.rewrite_model:
             content = json.dumps({**job.body, "model": route.rewrite_model}).encode()
         headers = {"content-type": "application/json", "x-request-id": job.request_id}
+        nonce = None
         if not route.local:
-            headers |= forward_headers(self.ctx.keys.http_key, self.ctx.node_id, job.request_id,
-                                       "POST", job.path, content, self.wall())
+            signed, content, nonce = forward_request(self.ctx.keys, self.ctx.node_id,
+                                                     route.node_id, job.request_id, "POST",
+                                                     job.path, content, self.wall())
+            headers |= signed
+            headers.update(job.client_auth)
         return httpx.Request("POST", route.url.rstrip("/") + job.path, content=content,
-                             headers=headers, extensions={"timeout": self._timeout})
+                             headers=headers, extensions={"timeout": self._timeout}), nonce
 
     async def _attempt(self, route: Route, job: Job, tracker: Tracker) -> Response:
-        self.state.outbound[route.node_id] += 1
+        self.state.open_outbound(route.node_id)
         handed_off = False
         try:
             if route.local:  # a local backend that dies closes its socket: no watch needed
                 resp, first, rest = await self._until_first_byte(route, job)
             else:
                 resp, first, rest = await self._watched(route, job)
-            tracker.node = resp.headers.get(SERVED_BY, route.node_id)
+            tracker.node = route.node_id  # never a peer's header: it keys metric labels
             tracker.first_byte()
             if rest is not None:
                 handed_off = True
@@ -151,7 +158,7 @@ class Forwarder:
             return self._plain(resp, first, route, job, tracker)
         finally:
             if not handed_off:
-                self.state.outbound[route.node_id] -= 1
+                self.state.close_outbound(route.node_id)
 
     async def _until_first_byte(self, route: Route, job: Job
                                 ) -> tuple[httpx.Response, bytes, AsyncIterator[bytes] | None]:
@@ -194,8 +201,9 @@ class Forwarder:
         scope.cancel()
 
     async def _send(self, route: Route, job: Job) -> httpx.Response:
+        request, nonce = self._request(route, job)
         try:
-            resp = await self.transport.handle_async_request(self._request(route, job))
+            resp = await self.transport.handle_async_request(request)
         except (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ConnectError) as exc:
             raise _Retry(f"connect: {exc!r}") from None
         except httpx.TimeoutException:
@@ -205,6 +213,12 @@ class Forwarder:
         if resp.status_code in (502, 503):
             await resp.aclose()
             raise _Retry(f"status {resp.status_code}")
+        if nonce is not None:
+            try:
+                resp = unsealed(resp, request, self.ctx.keys.seal_key, nonce)
+            except httpx.RemoteProtocolError as exc:
+                await resp.aclose()
+                raise _Retry(f"answer: {exc}") from None
         return resp
 
     def _plain(self, resp: httpx.Response, body: bytes, route: Route, job: Job,
@@ -229,7 +243,7 @@ class Forwarder:
             if done:
                 return
             done = True
-            self.state.outbound[route.node_id] -= 1
+            self.state.close_outbound(route.node_id)
             tracker.finish(outcome["status"])
             with trio.move_on_after(_CLOSE_GRACE_S) as cs:
                 cs.shield = True

@@ -47,6 +47,8 @@ def _resolve(api: _Api, names: list[str]) -> str:
 
 
 async def _read(api: _Api, request: Request) -> object:
+    # Always the key: nodes forward only chat-completions-shaped requests (count_tokens goes
+    # through api.proxy), so no signature ever stands in for it on these routes.
     api.check_api_key(request)
     return _json(await api.read_body(request))
 

@@ -16,11 +16,23 @@ log = structlog.get_logger("mesh_node.api")
 
 @dataclass
 class ApiState:
-    """Live numbers of one app; the node gossips `inflight_total` as its NodeState.inflight."""
+    """Live numbers of one app; the node gossips `inflight_total` as its `Load.inflight`."""
 
     inflight: Counter[str] = field(default_factory=Counter)  # by model id
     outbound: Counter[str] = field(default_factory=Counter)  # open upstream requests by node id
     finished: Counter[tuple[str, str]] = field(default_factory=Counter)  # (model, status class)
+
+    def open_outbound(self, node_id: str) -> None:
+        self.outbound[node_id] += 1
+
+    def close_outbound(self, node_id: str) -> None:
+        """One upstream request to `node_id` ended; its entry goes at zero, so the map holds
+        only nodes with open requests (node ids come off the wire)."""
+        left = self.outbound[node_id] - 1
+        if left > 0:
+            self.outbound[node_id] = left
+        else:
+            del self.outbound[node_id]
 
     @property
     def inflight_total(self) -> int:
@@ -62,6 +74,8 @@ class Tracker:
         self._done = True
         elapsed = trio.current_time() - self._start
         self._state.inflight[self.model] -= 1
+        if self._state.inflight[self.model] <= 0:  # only models with open requests stay
+            del self._state.inflight[self.model]
         self._metrics.inflight.labels(self.model).dec()
         self._metrics.requests.labels(self.model, self.node, str(status)).inc()
         self._metrics.request_seconds.labels(self.model, self.node).observe(elapsed)

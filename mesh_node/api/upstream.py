@@ -37,12 +37,17 @@ class _Conn:
         self.h11 = h11.Connection(h11.CLIENT)
 
     def idle_usable(self) -> bool:
-        """An idle socket that is readable has been closed (or sent junk): not reusable."""
+        """An idle socket that is readable has been closed (or sent junk): not reusable.
+
+        poll, not select: select raises for descriptors >= FD_SETSIZE (1024), which is where
+        a busy node's sockets live once it has lifted its open-files limit.
+        """
         try:
-            readable, _, _ = select.select([self.stream.socket.fileno()], [], [], 0)
+            poller = select.poll()
+            poller.register(self.stream.socket.fileno(), select.POLLIN)
+            return not poller.poll(0)  # POLLIN, or POLLHUP/POLLERR/POLLNVAL: not reusable
         except (OSError, ValueError):
             return False
-        return not readable
 
     async def close(self) -> None:
         with trio.move_on_after(_CLOSE_GRACE_S) as cs:

@@ -17,6 +17,7 @@ from typing import Any
 
 from mesh_node.cli.render import render_catalog, render_config, render_placement, render_status
 from mesh_node.config.load import load_config, mask, plain
+from mesh_node.security import API_KEY_WITHOUT_SECRET
 from mesh_node.timing import DEFAULT_TIMINGS
 
 HTTP_TIMEOUT = DEFAULT_TIMINGS.cli_http_timeout
@@ -73,7 +74,10 @@ def _run_node() -> Any:
 
 def config_check(args: argparse.Namespace) -> int:
     """`mesh-node config check FILE`: validate and print the effective config, secrets masked."""
-    effective = mask(load_config(Path(args.file)))
+    config = load_config(Path(args.file))
+    if config.api.api_key is not None and not config.mesh.secret:
+        _err(f"warning: {API_KEY_WITHOUT_SECRET}")
+    effective = mask(config)
     source = effective.pop("source", None)
     if args.json:
         print(json.dumps(effective, indent=2))

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 
 from mesh_node.discovery.txt import Advert, Malformed, TxtProps, decode_txt
 
+MAX_PEERS = 256  # advertised instances remembered (names come off the wire); a mesh is smaller
+
 
 @dataclass(frozen=True)
 class Peer:
@@ -36,7 +38,11 @@ class MdnsCounters:
     dropped_malformed: int = 0
     dropped_protocol: int = 0
     dropped_no_address: int = 0
+    dropped_capacity: int = 0  # a new instance while MAX_PEERS are known
     removals_seen: int = 0
+    resolves_dropped: int = 0  # announcements beyond the resolve queue (limits.MAX_QUEUED)
+    dials_deferred: int = 0  # hints held back by the dial cap (limits.DialGate)
+    dials_dropped: int = 0  # hints dropped: the deferred queue was full
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -85,8 +91,12 @@ class BrowseCore:
             self.counters.dropped_no_address += 1
             return Dropped(instance, "no address")
         peer = _peer(advert, sorted(addresses)[0])
-        if self._by_instance.get(instance) == peer:
+        known = self._by_instance.get(instance)
+        if known == peer:
             return None
+        if known is None and len(self._by_instance) >= MAX_PEERS:
+            self.counters.dropped_capacity += 1
+            return Dropped(instance, "capacity")
         self._by_instance[instance] = peer
         return peer
 

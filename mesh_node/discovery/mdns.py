@@ -16,6 +16,7 @@ from mesh_node import PROTOCOL_VERSION
 from mesh_node.discovery.bus import BusFactory, MdnsBus, ServiceAdvert, ZeroconfBus
 from mesh_node.discovery.core import BrowseCore, Dropped, MdnsCounters, Peer
 from mesh_node.discovery.interfaces import host_ipv4_addresses, select_addresses
+from mesh_node.discovery.limits import MAX_QUEUED, MAX_RESOLVING, DialGate
 from mesh_node.discovery.txt import SERVICE_TYPE, Advert, encode_txt
 
 log = structlog.get_logger("mesh_node.discovery")
@@ -60,9 +61,13 @@ class MdnsDiscovery:
         self._bus: MdnsBus | None = None
         self._send: trio.MemorySendChannel[tuple[str, bool]] | None = None
         self._token: trio.lowlevel.TrioToken | None = None
-        self._gen: dict[str, int] = {}  # bumped on removal: a late resolve must not resurrect
+        # Bounded by MAX_RESOLVING / MAX_QUEUED: instance names come off the wire.
+        self._gen: dict[str, int] = {}  # per resolve in flight, bumped on removal
         self._busy: set[str] = set()
         self._again: set[str] = set()
+        self._queued: set[str] = set()
+        self._gate = DialGate()
+        self._wake = trio.Event()
 
     @property
     def counters(self) -> MdnsCounters:
@@ -89,10 +94,14 @@ class MdnsDiscovery:
     async def run(self, on_peer: Callable[[Peer], None],
                   on_gone: Callable[[Peer], None] | None = None, *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Register, browse until cancelled, then send goodbyes within GOODBYE_DEADLINE."""
+        """Register, browse until cancelled, then send goodbyes within GOODBYE_DEADLINE.
+
+        `on_peer` (a gossip dial) is called for at most MAX_DIALS new peers per DIAL_WINDOW_S;
+        resolves run on MAX_RESOLVING workers from a queue of at most MAX_QUEUED instances."""
         addresses = self.choose_addresses()
         bus = await trio.to_thread.run_sync(self._bus_factory, addresses)
         send, recv = trio.open_memory_channel[tuple[str, bool]](_CHANNEL_SIZE)
+        queue_send, queue_recv = trio.open_memory_channel[str](MAX_QUEUED)
         self._send, self._token = send, trio.lowlevel.current_trio_token()
         try:
             await trio.to_thread.run_sync(bus.register, self.advert())
@@ -102,9 +111,12 @@ class MdnsDiscovery:
             await trio.to_thread.run_sync(bus.browse, self._on_change)
             task_status.started()
             async with trio.open_nursery() as nursery:
+                for _ in range(MAX_RESOLVING):
+                    nursery.start_soon(self._resolver, bus, queue_recv, on_peer)
+                nursery.start_soon(self._deferred_dials, on_peer)
                 async for instance, present in recv:
                     if present:
-                        self._schedule(nursery, bus, instance, on_peer)
+                        self._schedule(queue_send, instance)
                     else:
                         self._removed(instance, on_gone)
         finally:
@@ -138,29 +150,67 @@ class MdnsDiscovery:
                 trio.WouldBlock):
             pass  # shutting down, or flooded: the next announcement brings it again
 
-    def _schedule(self, nursery: trio.Nursery, bus: MdnsBus, instance: str,
-                  on_peer: Callable[[Peer], None]) -> None:
-        if instance == self.instance:
+    def _schedule(self, queue: trio.MemorySendChannel[str], instance: str) -> None:
+        if instance == self.instance or instance in self._queued:
             return
         if instance in self._busy:
             self._again.add(instance)  # changed while resolving: resolve once more after
             return
-        self._busy.add(instance)
-        nursery.start_soon(self._resolve, bus, instance, on_peer)
+        try:
+            queue.send_nowait(instance)
+        except trio.WouldBlock:  # a flood of names: drop, mDNS announces real ones again
+            self._core.counters.resolves_dropped += 1
+            return
+        self._queued.add(instance)
+
+    async def _resolver(self, bus: MdnsBus, queue: trio.MemoryReceiveChannel[str],
+                        on_peer: Callable[[Peer], None]) -> None:
+        async for instance in queue:
+            if instance not in self._queued:  # withdrawn while it waited
+                continue
+            self._queued.discard(instance)
+            self._busy.add(instance)
+            self._gen[instance] = 0
+            try:
+                await self._resolve(bus, instance, on_peer)
+            finally:
+                self._busy.discard(instance)
+                self._again.discard(instance)
+                del self._gen[instance]
 
     async def _resolve(self, bus: MdnsBus, instance: str, on_peer: Callable[[Peer], None]) -> None:
-        try:
-            while True:
-                self._again.discard(instance)
-                gen = self._gen.get(instance, 0)
-                svc = await trio.to_thread.run_sync(bus.resolve, instance, RESOLVE_TIMEOUT,
-                                                    abandon_on_cancel=True)
-                if svc is not None and self._gen.get(instance, 0) == gen:
-                    self._apply(instance, svc.addresses, svc.properties, on_peer)
-                if instance not in self._again:
-                    return
-        finally:
-            self._busy.discard(instance)
+        while True:
+            self._again.discard(instance)
+            gen = self._gen[instance]
+            svc = await trio.to_thread.run_sync(bus.resolve, instance, RESOLVE_TIMEOUT,
+                                                abandon_on_cancel=True)
+            if svc is not None and self._gen[instance] == gen:
+                self._apply(instance, svc.addresses, svc.properties, on_peer)
+            if instance not in self._again:
+                return
+
+    def _hint(self, peer: Peer, on_peer: Callable[[Peer], None]) -> None:
+        """Hand a peer to gossip now, or later under the dial cap (counted)."""
+        verdict = self._gate.offer(peer, trio.current_time())
+        if verdict == "dial":
+            on_peer(peer)
+        elif verdict == "deferred":
+            self._core.counters.dials_deferred += 1
+            self._wake.set()
+        else:
+            self._core.counters.dials_dropped += 1
+            log.debug("mdns_dial_dropped", node=self.node_id, peer=peer.node_id)
+
+    async def _deferred_dials(self, on_peer: Callable[[Peer], None]) -> None:
+        while True:
+            due_at = self._gate.next_due()
+            if due_at is None:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                continue
+            await trio.sleep_until(due_at)
+            for peer in self._gate.due(trio.current_time()):
+                on_peer(peer)
 
     def _apply(self, instance: str, addresses: Sequence[str],
                props: Mapping[bytes | str, bytes | str | None],
@@ -172,12 +222,15 @@ class MdnsDiscovery:
         elif isinstance(result, Peer):
             log.info("mdns_peer_found", node=self.node_id, peer=result.node_id,
                      address=result.address, gossip_port=result.gossip_port)
-            on_peer(result)
+            self._hint(result, on_peer)
 
     def _removed(self, instance: str, on_gone: Callable[[Peer], None] | None) -> None:
-        self._gen[instance] = self._gen.get(instance, 0) + 1
+        if instance in self._gen:  # a resolve in flight must not resurrect it
+            self._gen[instance] += 1
+        self._queued.discard(instance)  # nor one still waiting in the queue
         peer = self._core.on_removed(instance)
         if peer is not None:
+            self._gate.withdraw(peer.node_id)
             log.info("mdns_peer_gone", node=self.node_id, peer=peer.node_id)
             if on_gone is not None:
                 on_gone(peer)

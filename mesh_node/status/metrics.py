@@ -55,6 +55,9 @@ class ApiMetrics:
         self.mesh_auth_failures = Counter("mesh_forward_auth_failures",
                                           "Forwarded requests rejected by node-to-node auth",
                                           registry=r)
+        self.replay_cache_full = Counter("mesh_forward_replay_cache_full",
+                                         "Signed forwards refused (503): replay cache at its cap",
+                                         registry=r)
         self.retries = Counter("mesh_route_retries", "Upstream attempts that failed over",
                                ["model"], registry=r)
         r.register(StatusCollector(status))

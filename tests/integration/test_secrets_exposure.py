@@ -33,7 +33,8 @@ SX_ROGUE = Path(__file__).resolve().parents[1] / "support" / "hostile_rogue.py"
 SX_KEYS = derive_keys(SX_SECRET, "hostile-mesh")
 # the strings themselves and what is derived from them that must stay private too
 SX_FORBIDDEN = {"mesh secret": SX_SECRET, "api key": SX_KEY,
-                "gossip key": SX_KEYS.gossip_key.hex(), "http key": SX_KEYS.http_key.hex()}
+                "gossip key": SX_KEYS.gossip_key.hex(), "http key": SX_KEYS.http_key.hex(),
+                "seal key": SX_KEYS.seal_key.hex()}
 
 
 def sx_assert_clean(where: str, text: str) -> None:

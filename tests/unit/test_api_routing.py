@@ -11,7 +11,8 @@ import trio
 from mesh_node.api.app import build_app
 from mesh_node.api.context import Route
 from mesh_node.api.fake import FakeMeshContext, FakeModel
-from mesh_node.api.meshauth import forward_headers
+from mesh_node.api.meshauth import forward_request
+from mesh_node.security import MeshKeys, derive_keys
 from mesh_node.timing import Timings
 from tests.support.api_servers import (
     WAIT_S,
@@ -38,7 +39,8 @@ def _ctx(routes: list[Route], **kw: object) -> FakeMeshContext:
 async def test_api_route_refused_then_second_serves() -> None:
     up = ScriptedUpstream("b")
     async with api_serving(up.app()) as up_url:
-        ctx = _ctx([Route("dead", closed_port_url(), False), Route("b", up_url, False)])
+        ctx = _ctx([Route("dead", closed_port_url(), False), Route("b", up_url, False)],
+                   secret=None)  # a scripted peer speaks clear HTTP: no sealing
         async with api_serving(build_app(ctx, T)) as url, httpx.AsyncClient(base_url=url) as c:
             r = await c.post("/v1/chat/completions", json=CHAT)
     assert r.status_code == 200 and r.json()["served_by"] == "b"
@@ -82,7 +84,7 @@ async def test_api_route_died_before_first_byte_is_retried() -> None:
 
     up = ScriptedUpstream("good")
     async with raw_upstream(dies) as bad_url, api_serving(up.app()) as up_url:
-        ctx = _ctx([Route("bad", bad_url, True), Route("good", up_url, False)])
+        ctx = _ctx([Route("bad", bad_url, True), Route("good", up_url, False)], secret=None)
         async with api_serving(build_app(ctx, T)) as url, httpx.AsyncClient(base_url=url) as c:
             r = await c.post("/v1/chat/completions", json={**CHAT, "stream": True})
     assert r.status_code == 200
@@ -151,7 +153,8 @@ async def test_api_route_least_inflight_and_mlx_rewrite() -> None:
     busy, idle = ScriptedUpstream("busy"), ScriptedUpstream("idle")
     async with api_serving(busy.app()) as busy_url, api_serving(idle.app()) as idle_url:
         ctx = _ctx([Route("busy", busy_url, True),
-                    Route("idle", idle_url, False, rewrite_model="/models/tiny-mlx")])
+                    Route("idle", idle_url, False, rewrite_model="/models/tiny-mlx")],
+                   secret=None)
         ctx.inflight_by_node = {"busy": 4, "idle": 1}
         async with api_serving(build_app(ctx, T)) as url, httpx.AsyncClient(base_url=url) as c:
             r = await c.post("/v1/chat/completions", json=CHAT)
@@ -168,16 +171,15 @@ async def test_api_forwarded_auth_and_no_reforward() -> None:
         async with api_serving(app) as url, httpx.AsyncClient(base_url=url) as c:
             body = httpx.Request("POST", url, json=CHAT).content
 
-            async def send(now: float, rid: str, mac_key: bytes | None = None) -> httpx.Response:
-                h = forward_headers(mac_key or ctx.keys.http_key, "node-a", rid, "POST",
-                                    "/v1/chat/completions", body, now)
-                return await c.post("/v1/chat/completions", content=body,
-                                    headers={**h, "content-type": "application/json"})
+            async def send(now: float, rid: str, keys: MeshKeys | None = None) -> httpx.Response:
+                h, sealed, _ = forward_request(keys or ctx.keys, "node-a", "node-b", rid, "POST",
+                                               "/v1/chat/completions", body, now)
+                return await c.post("/v1/chat/completions", content=sealed, headers=h)
 
-            bad = await send(time.time(), "r1", b"w" * 32)
+            bad = await send(time.time(), "r1", derive_keys("wrong", "test-mesh"))
             stale = await send(time.time() - 100, "r2")
             fresh = await send(time.time(), "r3")
-            replay = await c.post("/v1/chat/completions", content=body,
+            replay = await c.post("/v1/chat/completions", content=fresh.request.content,
                                   headers=fresh.request.headers)
     assert bad.status_code == 401 and bad.json()["error"]["code"] == "mesh_auth_failed"
     assert stale.status_code == 401 and "stale" in stale.json()["error"]["message"]
@@ -244,7 +246,7 @@ async def test_api_route_host_declared_dead_before_first_byte_is_retried() -> No
     up = ScriptedUpstream("good")
     async with raw_upstream(silent) as mute_url, api_serving(up.app()) as up_url:
         ctx = _ctx([Route("mute", mute_url, False), Route("good", up_url, False)],
-                   )
+                   secret=None)
         ctx.inflight_by_node = {"good": 5}  # least in-flight picks "mute" first
         async with api_serving(build_app(ctx, T)) as url, httpx.AsyncClient(base_url=url) as c, \
                 trio.open_nursery() as n:
