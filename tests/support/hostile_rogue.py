@@ -279,18 +279,20 @@ def replay_all(path: str, frames_path: str, keys: MeshKeys, targets: list[Target
 
 # --- idle TCP connections (slot holding) --------------------------------------------------------
 def idle(target: Target, count: int, seconds: float, ready: str, stop: str,
-         reopen_per_s: int) -> dict[str, Any]:
+         reopen_per_s: int, sources: list[str]) -> dict[str, Any]:
     """Open `count` TCP connections to `target` and send nothing. Whatever the node closes is
     opened again (at most `reopen_per_s` a second), until the `stop` file appears or
-    `seconds` pass; `ready` is written once all `count` were opened."""
+    `seconds` pass; `ready` is written once all `count` were opened. `sources`: local
+    addresses to connect from, in turn (default: the host's own)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, count + 256)), hard))
     sel = selectors.DefaultSelector()
     stats = {"opened": 0, "connect_errors": 0, "closed_by_node": 0}
 
     def open_one() -> None:
+        src = (sources[stats["opened"] % len(sources)], 0) if sources else None
         try:
-            s = socket.create_connection(target, timeout=2)
+            s = socket.create_connection(target, timeout=2, source_address=src)
         except OSError:
             stats["connect_errors"] += 1
             return
@@ -433,6 +435,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--ready", default="")
     p.add_argument("--stop", default="")
     p.add_argument("--reopen-per-s", type=int, default=200)
+    p.add_argument("--sources", default="")
     p.add_argument("--file", default="")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--parity", type=int, default=-1)
@@ -458,7 +461,7 @@ def main(argv: list[str]) -> int:
                             a.pace or 0.001)
     elif a.command == "idle":
         result = idle(_targets(a.targets)[0], a.count, a.seconds, a.ready, a.stop,
-                      a.reopen_per_s)
+                      a.reopen_per_s, list(filter(None, a.sources.split(","))))
     elif a.command == "udp":
         result = udp(a.kind, _targets(a.targets), a.count, a.mesh, a.pace)
     else:
