@@ -31,7 +31,11 @@ from lab_configs import lab_node_env, lab_node_toml, lab_peer  # noqa: E402
 from netlab import Lab, wait_until  # noqa: E402
 from test_hostile_lab import HLAB_ROGUE_SCRIPT, HlabMesh, hlab_delta  # noqa: E402
 
-from tests.support.gossiplab_observe import own_id, sees_alive_with_record  # noqa: E402
+from tests.support.gossiplab_observe import (  # noqa: E402
+    member_states,
+    own_id,
+    sees_alive_with_record,
+)
 
 
 def run(sources: int, count: int, reopen_per_s: int, bound_s: float) -> dict[str, object]:
@@ -65,6 +69,8 @@ def run(sources: int, count: int, reopen_per_s: int, bound_s: float) -> dict[str
                     break
                 time.sleep(0.25)
             during = mesh.counters()
+            members_ok = all(member_states(mesh.status(k)).get(mesh.ids[3 - k]) == "alive"
+                             for k in (1, 2))
             h4_counters = {k: v for k, v in n4.status()["counters"].items() if "pushpull" in k}
         finally:
             stop.touch()
@@ -74,7 +80,8 @@ def run(sources: int, count: int, reopen_per_s: int, bound_s: float) -> dict[str
                 "rogue": json.loads(out.read_text().strip().splitlines()[-1]),
                 "h1_refused": hlab_delta(before, during, "gossip_pushpull_refused")[1],
                 "h1_timed_out": hlab_delta(before, during, "gossip_pushpull_failed")[1],
-                "h4": h4_counters}
+                "h4": h4_counters, "h1_h2_alive_to_each_other": members_ok,
+                "h2_pushpull_failed": hlab_delta(before, during, "gossip_pushpull_failed")[2]}
 
 
 def main(argv: list[str] | None = None) -> int:
