@@ -3,7 +3,10 @@
     python hostile_rogue.py advertise --address A --adverts JSON --seconds S
     python hostile_rogue.py browse --address A --seconds S
     python hostile_rogue.py record --address A --secret S --mesh M --seeds h:p,.. --seconds S --out F
+                                   [--frames-out F2]
     python hostile_rogue.py replay --file F --targets h:p,.. [--rounds N] [--parity P] [--no-same]
+    python hostile_rogue.py replay-all --file F --frames F2 --secret S --mesh M --targets h:p,..
+    python hostile_rogue.py idle --targets h:p --count N --seconds S --ready F --stop F
     python hostile_rogue.py udp --kind K --targets h:p,.. --count N [--mesh M]
     python hostile_rogue.py tcp --kind K --targets h:p,.. --count N [--frame-mb M] [--parallel P]
 
@@ -17,6 +20,8 @@ import argparse
 import json
 import os
 import random
+import resource
+import selectors
 import socket
 import sys
 import time
@@ -40,6 +45,7 @@ from mesh_node.gossip.wire import (
     PushPull,
     WireError,
     open_,
+    open_env,
     seal,
 )
 from mesh_node.security import MeshKeys, derive_keys
@@ -116,10 +122,21 @@ class _Tap:
 
 
 class RecordingGossip(GossipService):
-    """GossipService that keeps a copy of every sealed datagram it sends and receives."""
+    """GossipService that keeps a copy of every sealed datagram and push-pull frame it sends
+    and receives (frames without their 4-byte length prefix)."""
 
     sent_log: list[tuple[bytes, str, int]]
     recv_log: list[tuple[bytes, str, int]]
+    frame_log: list[tuple[bytes, bool]]  # (sealed frame, received)
+
+    def _seal_state(self, join: bool) -> bytes:
+        data = super()._seal_state(join)
+        self.frame_log.append((data, False))
+        return data
+
+    def _open_state(self, data: bytes) -> PushPull | None:
+        self.frame_log.append((data, True))
+        return super()._open_state(data)
 
     async def _send(self, e: Send) -> None:
         assert self._udp is not None
@@ -137,7 +154,7 @@ class RecordingGossip(GossipService):
 async def _record(address: str, secret: str, mesh: str, seeds: list[Target], node_id: str,
                   seconds: float) -> RecordingGossip:
     g = RecordingGossip(node_id, address, 9338, (address, 9338), derive_keys(secret, mesh))
-    g.sent_log, g.recv_log = [], []
+    g.sent_log, g.recv_log, g.frame_log = [], [], []
     async with trio.open_nursery() as nursery:
         await nursery.start(g.run)
         for host, port in seeds:
@@ -148,22 +165,29 @@ async def _record(address: str, secret: str, mesh: str, seeds: list[Target], nod
 
 
 def record(address: str, secret: str, mesh: str, seeds: list[Target], node_id: str,
-           seconds: float, out: str) -> dict[str, Any]:
+           seconds: float, out: str, frames_out: str = "") -> dict[str, Any]:
     g = trio.run(_record, address, secret, mesh, seeds, node_id, seconds)
     items: list[Record] = [[d, h, p, _says_alive(g.keys, d, node_id), received]
                            for received, log in ((False, g.sent_log), (True, g.recv_log))
                            for d, h, p in log]
     with open(out, "wb") as f:
         f.write(msgpack.packb(items, use_bin_type=True))
+    frames = [[d, _says_alive(g.keys, d, node_id, None), received] for d, received in g.frame_log]
+    if frames_out:
+        with open(frames_out, "wb") as f:
+            f.write(msgpack.packb(frames, use_bin_type=True))
     members = sorted(m.node for m in g.members() if m.status == "alive")
     return {"sent": len(g.sent_log), "received": len(g.recv_log),
-            "saying_alive": sum(1 for i in items if i[3]), "alive_seen": members}
+            "saying_alive": sum(1 for i in items if i[3]), "alive_seen": members,
+            "frames": len(frames), "frames_saying_alive": sum(1 for f in frames if f[1])}
 
 
-def _says_alive(keys: MeshKeys, data: bytes, node_id: str) -> bool:
-    """Whether a datagram says `node_id` is alive (what a replay would use to revive it)."""
+def _says_alive(keys: MeshKeys, data: bytes, node_id: str,
+                limit: int | None = MAX_DATAGRAM) -> bool:
+    """Whether a datagram (or frame) says `node_id` is alive (what a replay would use to
+    revive it)."""
     try:
-        msg = open_(keys, data)
+        msg = open_(keys, data, limit)
     except WireError:
         return False
     return any(u.node == node_id and u.status == "alive" for u in msg.updates)
@@ -197,6 +221,114 @@ def replay(path: str, targets: list[Target], rounds: int, parity: int,
                         sent["fresh_saying_alive"] += int(alive)
                 time.sleep(0.0005)  # a burst the receiver keeps up with: counted, not lost
     return sent
+
+
+def _sent_at(keys: MeshKeys, data: bytes) -> int | None:
+    """The wall second sealed in a datagram or frame; None if it does not authenticate."""
+    try:
+        return open_env(keys, data, None)[0].sent_at
+    except WireError:
+        return None
+
+
+def _push_frame(target: Target, data: bytes) -> str:
+    """Send one frame on a fresh connection; how it ended ("answered": the node accepted it)."""
+    try:
+        with socket.create_connection(target, timeout=5) as s:
+            s.sendall(len(data).to_bytes(4, "big") + data)
+            return "answered" if s.recv(16) else "closed"
+    except OSError as e:
+        return type(e).__name__
+
+
+def replay_all(path: str, frames_path: str, keys: MeshKeys, targets: list[Target],
+               pace: float) -> dict[str, Any]:
+    """Every authentic captured datagram and frame to every target, once. Frames go one
+    connection at a time (a node serves one inbound push-pull per source address)."""
+    with open(path, "rb") as f:
+        items: list[Record] = msgpack.unpackb(f.read(), raw=False)
+    with open(frames_path, "rb") as f:
+        frames: list[list[Any]] = msgpack.unpackb(f.read(), raw=False)
+    stamps = [t for t in (_sent_at(keys, x[0]) for x in [*items, *frames]) if t is not None]
+    out: dict[str, Any] = {"datagrams": 0, "datagrams_saying_alive": 0, "frames": 0,
+                           "frames_saying_alive": 0, "frame_ended": {}, "inauthentic": 0,
+                           "age_s": [round(time.time() - max(stamps), 1),
+                                     round(time.time() - min(stamps), 1)] if stamps else []}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for data, _h, _p, alive, _received in items:
+            if _sent_at(keys, data) is None:
+                out["inauthentic"] += 1
+                continue
+            for t in targets:
+                s.sendto(data, t)
+                out["datagrams"] += 1
+                out["datagrams_saying_alive"] += int(alive)
+                time.sleep(pace)
+    for data, alive, _received in frames:
+        if _sent_at(keys, data) is None:
+            out["inauthentic"] += 1
+            continue
+        for t in targets:
+            ended = _push_frame(t, data)
+            out["frame_ended"][ended] = out["frame_ended"].get(ended, 0) + 1
+            out["frames"] += 1
+            out["frames_saying_alive"] += int(alive)
+            time.sleep(0.2)  # the node has closed its side and freed this address's slot
+    return out
+
+
+# --- idle TCP connections (slot holding) --------------------------------------------------------
+def idle(target: Target, count: int, seconds: float, ready: str, stop: str,
+         reopen_per_s: int, sources: list[str]) -> dict[str, Any]:
+    """Open `count` TCP connections to `target` and send nothing. Whatever the node closes is
+    opened again (at most `reopen_per_s` a second), until the `stop` file appears or
+    `seconds` pass; `ready` is written once all `count` were opened. `sources`: local
+    addresses to connect from, in turn (default: the host's own)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, count + 256)), hard))
+    sel = selectors.DefaultSelector()
+    stats = {"opened": 0, "connect_errors": 0, "closed_by_node": 0}
+
+    def open_one() -> None:
+        src = (sources[stats["opened"] % len(sources)], 0) if sources else None
+        try:
+            s = socket.create_connection(target, timeout=2, source_address=src)
+        except OSError:
+            stats["connect_errors"] += 1
+            return
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+        stats["opened"] += 1
+
+    t0 = time.monotonic()
+    for _ in range(count):
+        open_one()
+    with open(ready, "w") as f:
+        json.dump({**stats, "open_s": round(time.monotonic() - t0, 2)}, f)
+    open_min, deadline, budget_at = len(sel.get_map()), t0 + seconds, time.monotonic()
+    while time.monotonic() < deadline and not os.path.exists(stop):
+        for key, _ in sel.select(timeout=0.2):
+            sock = cast(socket.socket, key.fileobj)
+            try:
+                data = sock.recv(16)
+            except OSError:
+                data = b""
+            if not data:
+                sel.unregister(sock)
+                sock.close()
+                stats["closed_by_node"] += 1
+        budget = int((time.monotonic() - budget_at) * reopen_per_s)
+        if budget:
+            budget_at = time.monotonic()
+        for _ in range(min(count - len(sel.get_map()), budget)):
+            open_one()
+        open_min = min(open_min, len(sel.get_map()))
+    still_open = len(sel.get_map())
+    for key in list(sel.get_map().values()):
+        cast(socket.socket, key.fileobj).close()
+    sel.close()
+    return {**stats, "still_open_at_end": still_open, "open_min": open_min,
+            "held_s": round(time.monotonic() - t0, 1)}
 
 
 # --- hostile datagrams --------------------------------------------------------------------------
@@ -288,7 +420,8 @@ def tcp(kind: str, targets: list[Target], count: int, mesh: str, frame_mb: int,
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["advertise", "browse", "record", "replay", "udp", "tcp"])
+    p.add_argument("command", choices=["advertise", "browse", "record", "replay", "replay-all",
+                                      "udp", "tcp", "idle"])
     p.add_argument("--address", default="")
     p.add_argument("--adverts", default="[]")
     p.add_argument("--seconds", type=float, default=5.0)
@@ -297,6 +430,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seeds", default="")
     p.add_argument("--node-id", default="rogue-genuine")
     p.add_argument("--out", default="")
+    p.add_argument("--frames-out", default="")
+    p.add_argument("--frames", default="")
+    p.add_argument("--ready", default="")
+    p.add_argument("--stop", default="")
+    p.add_argument("--reopen-per-s", type=int, default=200)
+    p.add_argument("--sources", default="")
     p.add_argument("--file", default="")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--parity", type=int, default=-1)
@@ -314,9 +453,15 @@ def main(argv: list[str]) -> int:
         result = browse(a.address, a.seconds)
     elif a.command == "record":
         result = record(a.address, a.secret, a.mesh, _targets(a.seeds), a.node_id, a.seconds,
-                        a.out)
+                        a.out, a.frames_out)
     elif a.command == "replay":
         result = replay(a.file, _targets(a.targets), a.rounds, a.parity, not a.no_same)
+    elif a.command == "replay-all":
+        result = replay_all(a.file, a.frames, derive_keys(a.secret, a.mesh), _targets(a.targets),
+                            a.pace or 0.001)
+    elif a.command == "idle":
+        result = idle(_targets(a.targets)[0], a.count, a.seconds, a.ready, a.stop,
+                      a.reopen_per_s, list(filter(None, a.sources.split(","))))
     elif a.command == "udp":
         result = udp(a.kind, _targets(a.targets), a.count, a.mesh, a.pace)
     else:
