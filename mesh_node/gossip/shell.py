@@ -223,39 +223,55 @@ class GossipService:
             self._syncing.discard(addr)
 
     async def _serve_tcp(self, stream: trio.SocketStream) -> None:
+        """One inbound push-pull. A connection first waits for its 4-byte length prefix, at
+        most push_pull_header_timeout, holding nothing but its descriptor (at most
+        INBOUND_PER_ADDR per source address); only a connection that announced a frame takes
+        one of the INBOUND_SYNC_MAX slots that bound buffered memory. So idle connections from
+        many addresses cannot keep a joining node out."""
         try:
             peer = str(stream.socket.getpeername()[0])
         except OSError:
             peer = "?"
-        if self._inbound_syncs >= INBOUND_SYNC_MAX or \
-                self._inbound_by_addr[peer] >= INBOUND_PER_ADDR:  # bounded under a flood
+        if self._inbound_by_addr[peer] >= INBOUND_PER_ADDR:
             self.stats["pushpull_refused"] += 1
             await stream.aclose()
             return
-        self._inbound_syncs += 1
         self._inbound_by_addr[peer] += 1
         try:
-            await self._serve_sync(stream)
+            async with stream:
+                try:
+                    with trio.fail_after(self._timings.push_pull_header_timeout):
+                        size = _frame_size(await _recv_exactly(stream, 4))
+                except WireError as e:  # a length over MAX_FRAME: refused unread
+                    self.stats[f"dropped_{e.reason}"] += 1
+                    return
+                except (OSError, trio.TooSlowError, trio.BrokenResourceError):
+                    self.stats["pushpull_failed"] += 1
+                    return
+                if self._inbound_syncs >= INBOUND_SYNC_MAX:  # bounded memory under a flood
+                    self.stats["pushpull_refused"] += 1
+                    return
+                self._inbound_syncs += 1
+                try:
+                    await self._serve_sync(stream, size)
+                finally:
+                    self._inbound_syncs -= 1
         finally:
-            self._inbound_syncs -= 1
             self._inbound_by_addr[peer] -= 1
             if not self._inbound_by_addr[peer]:
                 del self._inbound_by_addr[peer]
 
-    async def _serve_sync(self, stream: trio.SocketStream) -> None:
+    async def _serve_sync(self, stream: trio.SocketStream, size: int) -> None:
         try:
             with trio.fail_after(self._timings.push_pull_timeout):
-                async with stream:
-                    req = self._open_state(await _recv_frame_timed(stream, self._timings))
-                    if req is None:
-                        return
-                    await _send_frame(stream, self._seal_state(False))
+                req = self._open_state(await _recv_exactly(stream, size))
+                if req is None:
+                    return
+                await _send_frame(stream, self._seal_state(False))
             self.joined.set()  # a peer pushed its table to us: we have met the mesh
             # a push-pull names its members itself: the TCP source port means nothing
             await self._carry(self._core.on_message(("", 0), req, trio.current_time()))
             self._poke.set()
-        except WireError as e:  # e.g. a length prefix over MAX_FRAME: refused unread
-            self.stats[f"dropped_{e.reason}"] += 1
         except (OSError, trio.TooSlowError, trio.BrokenResourceError):
             self.stats["pushpull_failed"] += 1
 
