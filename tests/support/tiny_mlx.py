@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import numpy.random  # noqa: F401 (eager: a lazy first import raced a thread's on CI)
 from safetensors.numpy import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
