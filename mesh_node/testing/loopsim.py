@@ -231,16 +231,6 @@ class LoopSim:
         """When any node's placement last changed."""
         return max((t for t, _, _ in self.rec.placements), default=0.0)
 
-    def hosts_of(self, model: str) -> tuple[str, ...]:
-        agreed = self.agreed()
-        if agreed is None:
-            return ()
-        for m in agreed:
-            mp = m
-            if isinstance(mp, tuple) and mp[0] == model:
-                return tuple(mp[2])
-        return ()
-
 
 def model(mid: str, mib: int) -> ModelSummary:
     return ModelSummary(mid, mid, "llama", "gguf", mib << 20, mib << 20)

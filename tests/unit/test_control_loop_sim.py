@@ -83,14 +83,10 @@ def _one_run(seed: int) -> Run:
     sim.run_until(FIRST_FAULT + 5)
     assert len(sim.rec.placements) == before_changes, f"seed {seed}: change with no cause"
     ready_before = {m[0]: m[2] for m in settled}
-    new = n
     last_event = sim.lan.now
     if kind in ("crash_host+join", "crash"):
         host = _host_of(sim)
-        victim = int(host[1:]) if host is not None else rng.randrange(n)
-        if victim == 0 and n > 1:
-            pass  # seeds point at n0; a join then uses another seed below
-        sim.crash(victim)
+        sim.crash(int(host[1:]) if host is not None else rng.randrange(n))
     elif kind == "crash+join":
         sim.crash(rng.randrange(n))
     elif kind == "leave":
@@ -105,7 +101,7 @@ def _one_run(seed: int) -> Run:
         sim.run_until(sim.lan.now + rng.uniform(0, 20))  # the same minute
         alive = [i for i in range(n) if sim_addr(i) not in sim.lan.crashed]
         mem, held = rng.choice([512, 2048, 8192]), [m for m in models if rng.random() < 0.7]
-        sim.add(new, mem, held, seeds=[alive[0]] if alive else [])
+        sim.add(n, mem, held, seeds=[alive[0]] if alive else [])  # a join seeds a survivor
         last_event = sim.lan.now
     sim.run_until(last_event + CONVERGE_S)
     agreed = sim.agreed()
