@@ -34,7 +34,6 @@ APILAB_CLIENT = APILAB_ROOT / "tests" / "support" / "apilab_client.py"
 APILAB_DIALECTS = APILAB_ROOT / "tests" / "support" / "apilab_dialects.py"
 APILAB_KEY = "lab"  # the key apilab_client.py sends
 APILAB_OLLAMA_PORT = 11434  # h3's own Ollama listener in the shared mesh
-APILAB_SCREENSHOT = APILAB_ROOT / "benchmarks" / "results" / "dashboard.png"
 APILAB_READY_S = 240.0  # three nodes + two llama-servers on two cores shared with other labs
 APILAB_CLIENT_S = 180.0
 
@@ -189,10 +188,10 @@ def test_apilab_dashboard_shows_members_and_placement(
     assert plan["reason"] and html.escape(plan["reason"], quote=False) in dom
     assert plan["model"] in dom and ">ready<" in dom and "loading…" not in dom
     assert "authenticated" in dom
-    APILAB_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    APILAB_SCREENSHOT.unlink(missing_ok=True)
-    _apilab_chromium(nodes[2], tmp_path / "profile2", f"--screenshot={APILAB_SCREENSHOT}")
-    assert APILAB_SCREENSHOT.stat().st_size > 10_000  # a rendered page, not a blank one
+    # into the test's own directory: a test run leaves the repository as it found it
+    shot = tmp_path / "dashboard.png"
+    _apilab_chromium(nodes[2], tmp_path / "profile2", f"--screenshot={shot}")
+    assert shot.stat().st_size > 10_000  # a rendered page, not a blank one
 
 
 def _apilab_records(path: Path) -> list[dict[str, Any]]:
