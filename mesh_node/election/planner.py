@@ -27,6 +27,7 @@ a node is the RPC worker of at most one model.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from mesh_node.election.rules import (
     fmt_bytes,
     fmt_need,
     host_share,
+    model_commitments,
     need_bytes,
     no_backend_reason,
     served_as_fallback,
@@ -71,14 +73,130 @@ class _Ledger:
 
 
 def plan(snapshot: Snapshot) -> Placement:
-    """The placement of every wanted model; same snapshot in, same placement out."""
+    """The placement of every offered model; same snapshot in, same placement out."""
     led = _Ledger({c.node_id: c.memory_offered for c in snapshot.members})
-    order = sorted(snapshot.models, key=lambda m: (not m.pins, -m.memory_bytes, m.id))
+    wanted = _wanted(snapshot)
+    order = sorted(wanted, key=lambda m: (not m.pins, m.demand.inflight == 0, -m.memory_bytes,
+                                          m.id))
     kept = {m.id: p for m in order if (p := _keep(snapshot, m, led)) is not None}
+    _charge_stopping(snapshot, led, kept)
     results = {m.id: _place(snapshot, m, led, kept.get(m.id)) for m in order}
+    _make_room(snapshot, led, order, results)
+    for m in wanted:
+        results[m.id] = served_as_fallback(m, wanted, results)
     for m in snapshot.models:
-        results[m.id] = served_as_fallback(m, snapshot.models, results)
+        if m.id not in results:
+            results[m.id] = _not_wanted(snapshot, m)
     return Placement(tuple(results[m.id] for m in snapshot.models))
+
+
+def _wanted(s: Snapshot) -> list[WantedModel]:
+    """Models to place: the wanted ones, plus the llama exports of a wanted MLX model (the
+    fallback may serve it through one of them)."""
+    keys = {m.key for m in s.models if m.wanted and m.backend == "mlx"}
+    return [m for m in s.models if m.wanted or (m.backend == "llama" and m.key in keys)]
+
+
+# --- demand: what stops, what must make room ---------------------------------------------------
+
+def _charge_stopping(s: Snapshot, led: _Ledger, kept: dict[str, ModelPlacement]) -> None:
+    """Memory a node still holds for a role it is leaving (a model no longer wanted, a dropped
+    replica) stays charged until its serving record is gone, so nothing starts on top of it:
+    a swap never over-commits. A wanted model being moved is not charged (as before)."""
+    if s.previous is None:
+        return
+    wanted = {m.id for m in s.models if m.wanted}
+    for prev in s.previous.models:
+        if prev.model in wanted and prev.model not in kept:
+            continue
+        keep = model_commitments(kept[prev.model], s.headroom) if prev.model in kept else {}
+        for node, amount in model_commitments(prev, s.headroom).items():
+            if node in led.free and node not in keep:
+                led.free[node] -= amount
+        if prev.model not in kept:
+            led.workers.update(w.node_id for w in prev.workers if w.node_id in led.free)
+
+
+def _make_room(s: Snapshot, led: _Ledger, order: list[WantedModel],
+               results: dict[str, ModelPlacement]) -> None:
+    """Each wanted model left unplaced: unservable only when it fits nowhere even on an empty
+    mesh; otherwise it waits for memory, and when a request for it is open, the least recently
+    used idle models whose unloading lets it fit are evicted (they stop now; it is placed once
+    their records are gone, by a later plan)."""
+    for m in order:
+        if results[m.id].mode != "unservable":
+            continue
+        never = _never(s, m)
+        if never is not None:
+            results[m.id] = never
+            continue
+        why = results[m.id].reason
+        if m.demand.inflight == 0:
+            results[m.id] = _available(m, f"waiting for memory: {why}")
+            continue
+        victims = _victims(s, m, led, results)
+        if victims is None:
+            results[m.id] = _available(m, f"waiting for memory, nothing idle to unload: {why}",
+                                       waiting=True)
+            continue
+        names = ", ".join(v.id for v in victims)
+        for v in victims:
+            results[v.id] = _available(v, f"evicted (least recently used) to make room for {m.id}")
+        results[m.id] = _available(m, f"loading once {names} unloaded", waiting=True)
+
+
+def _victims(s: Snapshot, m: WantedModel, led: _Ledger,
+             results: dict[str, ModelPlacement]) -> list[WantedModel] | None:
+    """The fewest least-recently-used evictable placed models whose memory lets m fit."""
+    placed = [o for o in s.models if o.id != m.id and o.evictable and o.id in results
+              and results[o.id].mode in ("solo", "split") and results[o.id].served_as is None]
+    pool = sorted(placed, key=lambda o: o.lru_key)
+    chosen: list[WantedModel] = []
+    for v in pool:
+        chosen.append(v)
+        if _fits_without(s, m, led, chosen, results):
+            break
+    else:
+        return None
+    for v in reversed(chosen[:-1]):  # keep only the evictions it needs (oldest preferred)
+        rest = [c for c in chosen if c is not v]
+        if _fits_without(s, m, led, rest, results):
+            chosen = rest
+    return chosen
+
+
+def _fits_without(s: Snapshot, m: WantedModel, led: _Ledger, victims: list[WantedModel],
+                  results: dict[str, ModelPlacement]) -> bool:
+    trial = _Ledger(dict(led.free), set(led.workers))
+    for v in victims:
+        for node, amount in model_commitments(results[v.id], s.headroom).items():
+            trial.free[node] += amount
+        trial.workers.difference_update(w.node_id for w in results[v.id].workers)
+    return _place(s, m, trial, None).mode != "unservable"
+
+
+def _never(s: Snapshot, m: WantedModel) -> ModelPlacement | None:
+    """m's unservable placement when it fits nowhere even with every node's memory free."""
+    empty = _Ledger({c.node_id: c.memory_offered for c in s.members})
+    placed = _place(s, m, empty, None)
+    return placed if placed.mode == "unservable" else None
+
+
+def _not_wanted(s: Snapshot, m: WantedModel) -> ModelPlacement:
+    never = _never(s, m)
+    if never is not None:
+        return never
+    d = m.demand
+    if d.age is None:
+        return _available(m, "not requested yet (loads on the first request)")
+    if d.keep == 0:
+        return _available(m, "unloaded: the last request asked for keep_alive 0")
+    return _available(m, f"idle: no request for {d.age} s (loads on the next request)")
+
+
+def _available(m: WantedModel, reason: str, waiting: bool = False) -> ModelPlacement:
+    return ModelPlacement(m.id, "available", m.backend, (), (), reason, None, m.memory_bytes,
+                          waiting)
 
 
 def plan_from_file(path: Path) -> dict[str, Any]:
@@ -344,5 +462,4 @@ def _unservable(m: WantedModel, reason: str) -> ModelPlacement:
 
 
 def _with_reason(p: ModelPlacement, reason: str) -> ModelPlacement:
-    return ModelPlacement(p.model, p.mode, p.backend, p.hosts, p.workers, reason, p.served_as,
-                          p.memory_bytes)
+    return dataclasses.replace(p, reason=reason)
