@@ -76,7 +76,7 @@ def idle_windows(states: Iterable[NodeState], resolve: Mapping[str, list[str]]
                  ) -> tuple[int, dict[str, int]]:
     """(mesh default window, per-model overrides): the largest any live member configures.
     `resolve` maps a config reference (id or alias) to the model ids it names."""
-    default, per_model = 0, {}
+    default, per_model = 0, dict[str, int]()
     for st in states:
         default = max(default, st.idle_unload)
         for ref, seconds in st.idle:

@@ -15,7 +15,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from mesh_node.election.demand import Demand, demanded, idle_windows, merge, replica_target
+from mesh_node.election.demand import (
+    DEFAULT_IDLE_UNLOAD,
+    Demand,
+    demanded,
+    idle_windows,
+    merge,
+    remaining,
+    replica_target,
+)
 from mesh_node.records import (
     KEEP_FOREVER,
     Load,
@@ -98,6 +106,14 @@ class WantedModel:
     wanted: bool = True
     preload: bool = False  # a config preloads it: evicted only after every idle model
     demand: Demand = Demand()
+    window: int = DEFAULT_IDLE_UNLOAD  # its idle window (s), from the members' configs
+
+    @property
+    def expires_in(self) -> int | None:
+        """Seconds until it idles out (None: never: pinned, preloaded or kept forever)."""
+        if self.pins or self.preload:
+            return None
+        return remaining(self.demand, self.window)
 
     @property
     def evictable(self) -> bool:
@@ -230,11 +246,13 @@ def wanted_models(states: Iterable[NodeState], loads: Iterable[Load] = (),
     out = []
     for mid in sorted(models):
         m, d = models[mid], demand.get(mid, Demand())
-        wanted = bool(m.pins) or mid in preload or demanded(d, windows.get(mid, default_window))
+        window = windows.get(mid, default_window)
+        wanted = bool(m.pins) or mid in preload or demanded(d, window)
         prev = previous.for_model(mid) if previous is not None else None
         current = len(prev.hosts) if prev is not None and prev.mode == "solo" else 0
         count = replica_target(m.replicas, cap, current, d.load) if wanted else m.replicas
-        out.append(replace(m, replicas=count, wanted=wanted, preload=mid in preload, demand=d))
+        out.append(replace(m, replicas=count, wanted=wanted, preload=mid in preload, demand=d,
+                           window=window))
     return tuple(out)
 
 
