@@ -106,9 +106,12 @@ def _charge_stopping(s: Snapshot, led: _Ledger, kept: dict[str, ModelPlacement])
     if s.previous is None:
         return
     wanted = {m.id for m in s.models if m.wanted}
+    memory = {m.id: m.memory_bytes for m in s.models}
     for prev in s.previous.models:
         if prev.model in wanted and prev.model not in kept:
             continue
+        # the rebuilt previous placement carries no memory figure: the model's estimate
+        prev = dataclasses.replace(prev, memory_bytes=memory.get(prev.model, 0))
         keep = model_commitments(kept[prev.model], s.headroom) if prev.model in kept else {}
         for node, amount in model_commitments(prev, s.headroom).items():
             if node in led.free and node not in keep:
