@@ -23,6 +23,7 @@ from mesh_node.api.app import build_app
 from mesh_node.api.server import serve_api
 from mesh_node.backends.capabilities import detect_capabilities
 from mesh_node.backends.supervisor import Supervisor
+from mesh_node.catalog.demo import demo_model_path
 from mesh_node.catalog.entry import CatalogEntry
 from mesh_node.catalog.scan import scan_catalog
 from mesh_node.config.model import Config, ModelConfig
@@ -50,6 +51,16 @@ def _model_ref(m: ModelConfig, catalog: list[CatalogEntry]) -> str:
     want = os.path.realpath(m.path.expanduser())
     found = next((e.id for e in catalog if os.path.realpath(e.path) == want), None)
     return found or m.alias or str(m.path)
+
+
+def _preloads(cfg: Config, catalog: list[CatalogEntry]) -> tuple[str, ...]:
+    """Models this node's config preloads: [[models]] preload = true, and the demo model
+    (`demo_model = true` is a request to serve it: `make run` answers at once)."""
+    refs = [_model_ref(m, catalog) for m in cfg.models if m.preload]
+    demo = demo_model_path(cfg.node.data_dir) if cfg.demo_model else None  # assembled by scan
+    if demo is not None:
+        refs += [e.id for e in catalog if os.path.realpath(e.path) == os.path.realpath(demo)]
+    return tuple(dict.fromkeys(refs))
 
 
 @dataclass(frozen=True)
@@ -85,7 +96,7 @@ def own_state(cfg: Config, node_id: str, address: str, memory: int, inv: Invento
         replicas=tuple((_model_ref(m, usable), m.replicas) for m in cfg.models
                        if m.replicas > 1),
         headroom=cfg.election.headroom,
-        preload=tuple(_model_ref(m, usable) for m in cfg.models if m.preload),
+        preload=_preloads(cfg, usable),
         idle=tuple((_model_ref(m, usable), int(m.idle_unload)) for m in cfg.models
                    if m.idle_unload is not None),
         idle_unload=int(cfg.election.idle_unload), max_replicas=cfg.election.max_replicas,

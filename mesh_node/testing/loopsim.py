@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 from mesh_node.api.demand import DemandBook
 from mesh_node.election.control import decide
-from mesh_node.election.rules import need_bytes
 from mesh_node.election.roles import HostRole
+from mesh_node.election.rules import need_bytes
 from mesh_node.gossip.fakelan import FakeLan, LinkModel, sim_addr
 from mesh_node.gossip.swim import Swim
 from mesh_node.node.view import MeshView
