@@ -60,8 +60,8 @@ async def test_loading_model_waits_past_the_route_window_then_serves() -> None:
         async with api_serving(app) as url, httpx.AsyncClient(base_url=url) as c, \
                 trio.open_nursery() as n:
             async def loaded() -> None:
-                while not app.state.api.demand.inflight(MID):  # noted when it entered
-                    await trio.sleep(0.01)
+                await app.state.api.demand_news.wait()  # noted the moment it entered
+                assert app.state.api.demand.inflight(MID) == 1
                 await trio.sleep(0.5)  # longer than route_retry_window: a load takes time
                 ctx.set_routes(MID, [Route("h", up_url, True)])
             n.start_soon(loaded)
