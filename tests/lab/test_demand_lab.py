@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.real]
 
 START_S = 60.0  # node start + join window
 BURST = 32
-BURST_TOKENS = 24
+BURST_TOKENS = 12
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 
     python demand_client.py roundrobin BASE_URL N MAX_TOKENS   -> a JSON line per request
     python demand_client.py burst BASE_URL MODEL N MAX_TOKENS   -> a JSON line per request
+    python demand_client.py seq BASE_URL MAX_TOKENS MODEL...    -> a JSON line per request
 
 Each request streams, so a line carries its time to first token and to the end (seconds).
 A burst sends all N at once (a thread each) and prints them as they end.
@@ -62,6 +63,12 @@ def roundrobin(base_url: str, n: int, max_tokens: int) -> None:
               flush=True)
 
 
+def seq(base_url: str, max_tokens: int, models: list[str]) -> None:
+    client = _client(base_url)
+    for i, model in enumerate(models):
+        print(json.dumps({"i": i, **one(client, model, max_tokens)}), flush=True)
+
+
 def burst(base_url: str, model: str, n: int, max_tokens: int) -> None:
     client = _client(base_url)
     lock = threading.Lock()
@@ -81,6 +88,8 @@ if __name__ == "__main__":
     mode, url = sys.argv[1], sys.argv[2]
     if mode == "roundrobin":
         roundrobin(url, int(sys.argv[3]), int(sys.argv[4]))
+    elif mode == "seq":
+        seq(url, int(sys.argv[3]), sys.argv[4:])
     elif mode == "burst":
         burst(url, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     else:

@@ -137,3 +137,15 @@ def test_config_preload_idle_unload_and_hf_cache(tmp_path: Path) -> None:
     assert cfg.scan_hf_cache is False and cfg.election.idle_unload == 5400.0
     assert cfg.election.load_timeout == 120.0 and cfg.election.max_replicas == 2
     assert cfg.models[0].preload is True and cfg.models[0].idle_unload == 90.0
+
+
+def test_ollama_ps_expiry_and_tags_status() -> None:
+    from mesh_node.api.dialects.ollama import NEVER, ps, tags
+    from mesh_node.api.dialects.ollama_stream import rfc3339
+
+    entries = [{"id": "a", "ready": True, "expires_in": 90, "status": "loaded"},
+               {"id": "b", "ready": True, "expires_in": None, "status": "loaded"},
+               {"id": "c", "ready": False, "expires_in": 0, "status": "available"}]
+    shown = {m["name"]: m["expires_at"] for m in ps(entries, rfc3339, 0.0)["models"]}
+    assert shown == {"a:latest": "1970-01-01T00:01:30Z", "b:latest": NEVER}
+    assert [m["status"] for m in tags(entries)["models"]] == ["loaded", "loaded", "available"]

@@ -197,8 +197,9 @@ def _model(e: dict[str, Any]) -> dict[str, Any]:
 
 
 def tags(models: list[dict[str, Any]]) -> dict[str, Any]:
-    """/api/tags: every model the mesh knows."""
-    return {"models": [_model(e) for e in models]}
+    """/api/tags: every model the mesh knows, with its `status` (loaded, loading, available,
+    unservable: an addition of ours; Ollama's clients ignore unknown keys)."""
+    return {"models": [_model(e) | {"status": e.get("status", "")} for e in models]}
 
 
 def ps(models: list[dict[str, Any]], rfc3339: Callable[[float], str] | None = None,
