@@ -8,7 +8,7 @@ capped at one against replicas that follow load. One run, lab hosts in network n
     warm  - the same model again (5 requests, median)
     swap  - a request for a third model: the least recently used one is unloaded first (its
             process exits before the newcomer starts), then the newcomer loads (3 swaps, median)
-  phase 2, three nodes holding one model, loaded on one: a burst of 32 (12 tokens each) with
+  phase 2, three nodes holding one model, loaded on one: a burst of 32 (24 tokens each) with
     `max_replicas = 1`, then on a fresh mesh with the default: the first burst (the replica
     starts during it) and the next one (both replicas up)
 
@@ -43,7 +43,7 @@ from election_configs import (  # noqa: E402
 )
 from netlab import Lab, NodeProc  # noqa: E402
 
-BURST, TOKENS = 32, 12
+BURST, TOKENS = 32, 24
 
 
 def _start(lab: Lab, specs: list[Any], extra: str = "") -> list[NodeProc]:

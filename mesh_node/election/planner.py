@@ -91,9 +91,10 @@ def plan(snapshot: Snapshot) -> Placement:
 
 
 def _wanted(s: Snapshot) -> list[WantedModel]:
-    """Models to place: the wanted ones, plus the llama exports of a wanted MLX model (the
-    fallback may serve it through one of them)."""
-    keys = {m.key for m in s.models if m.wanted and m.backend == "mlx"}
+    """Models to place: the wanted ones, plus the llama exports of a wanted MLX model that fits
+    nowhere as MLX (the fallback serves it through one of them)."""
+    keys = {m.key for m in s.models if m.wanted and m.backend == "mlx"
+            and _never(s, m) is not None}
     return [m for m in s.models if m.wanted or (m.backend == "llama" and m.key in keys)]
 
 

@@ -207,3 +207,18 @@ def test_replica_added_under_load_on_a_holder_with_memory() -> None:
 def test_merged_demand_defaults() -> None:
     assert merge([]) == {}
     assert Demand().age is None
+
+
+def test_mlx_demand_loads_the_llama_export_only_when_mlx_cannot_serve() -> None:
+    mlx_cap = BackendCapability("mlx", "0.2", ("mlx",), False, True)
+    q_mlx = ModelSummary("q-mlx", "q", "mlx", "mlx", 300 * MIB, 300 * MIB)
+    q_gguf = ModelSummary("q-gguf", "q", "llama", "gguf", 300 * MIB, 300 * MIB)
+    big = NodeState("a", "a", "10.0.0.1", 9337, 9338, 1000 * MIB, 1000 * MIB, (LLAMA, mlx_cap),
+                    (q_mlx, q_gguf))
+    p = placed([big], {"a": demand(("q-mlx", 1, 0))})
+    assert mode(p, "q-mlx").mode == "solo" and mode(p, "q-mlx").served_as is None
+    assert mode(p, "q-gguf").mode == "available"  # not loaded beside it
+    small = [NodeState(n, n, f"10.0.0.{i}", 9337, 9338, 200 * MIB, 200 * MIB, (LLAMA, mlx_cap),
+                       (q_mlx, q_gguf)) for i, n in enumerate(("a", "b"))]
+    p = placed(small, {"a": demand(("q-mlx", 1, 0))})  # MLX cannot split; llama can
+    assert mode(p, "q-mlx").served_as == "q-gguf" and mode(p, "q-gguf").mode == "split"
