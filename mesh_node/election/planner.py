@@ -12,7 +12,16 @@ Rules, in order:
               free memory (skipping those far from the host or of another llama.cpp build,
               whose RPC protocol differs) until the shares fit; else unservable.
   3. fallback - an unservable MLX model is served as a placed llama export with the same key.
-Models are visited pinned first, then by memory descending, then id, in both passes.
+Only wanted models are placed (election/demand.py: pinned, preloaded, or requested within their
+idle window); the others are listed `available`, or `unservable` when they fit nowhere even on
+an empty mesh. Between the passes, every role being left (a model no longer wanted, a dropped
+replica) stays charged to its node until its serving record is gone, so nothing starts on top
+of it. After them (`_make_room`), a wanted model left unplaced that fits an empty mesh waits
+(`available`); if a request for it is open, the fewest least-recently-used evictable models
+(no request open, not pinned; preloaded ones last) whose memory lets it fit are evicted: they
+stop now and it is placed by a later plan, once their records are gone.
+Models are visited pinned first, then those with requests open, then by memory descending,
+then id, in both passes.
 
 Free memory for planning is memory_offered minus what this plan has assigned so far, NOT the
 gossiped memory_free: memory_free already subtracts what a node serves now, so counting it would
@@ -29,15 +38,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mesh_node.election import room
 from mesh_node.election.rules import (
+    Ledger,
     fmt_bytes,
     fmt_need,
     host_share,
-    model_commitments,
     need_bytes,
     no_backend_reason,
     served_as_fallback,
@@ -60,147 +69,27 @@ __all__ = ["Snapshot", "plan", "plan_from_file", "previous_placement", "snapshot
 _BACKEND_LABEL = {"mlx": "MLX", "llama": "llama.cpp"}
 
 
-@dataclass
-class _Ledger:
-    """Free memory per node and RPC ports taken, as the plan assigns them (local to one plan)."""
-
-    free: dict[str, int]
-    workers: set[str] = field(default_factory=set)
-
-    def take(self, nodes: Sequence[str], amounts: Sequence[int]) -> None:
-        for node, amount in zip(nodes, amounts, strict=True):
-            self.free[node] -= amount
-
-
 def plan(snapshot: Snapshot) -> Placement:
     """The placement of every offered model; same snapshot in, same placement out."""
-    led = _Ledger({c.node_id: c.memory_offered for c in snapshot.members})
-    wanted = _wanted(snapshot)
+    led = Ledger({c.node_id: c.memory_offered for c in snapshot.members})
+    wanted = room.wanted(snapshot, _fresh)
     order = sorted(wanted, key=lambda m: (not m.pins, m.demand.inflight == 0, -m.memory_bytes,
                                           m.id))
     kept = {m.id: p for m in order if (p := _keep(snapshot, m, led)) is not None}
-    _charge_stopping(snapshot, led, kept)
+    room.charge_stopping(snapshot, led, kept)
     results = {m.id: _place(snapshot, m, led, kept.get(m.id)) for m in order}
-    _make_room(snapshot, led, order, results)
+    room.make_room(snapshot, led, order, results, _fresh)
     for m in wanted:
         results[m.id] = served_as_fallback(m, wanted, results)
     for m in snapshot.models:
         if m.id not in results:
-            results[m.id] = _not_wanted(snapshot, m)
+            results[m.id] = room.not_wanted(snapshot, m, _fresh)
     return Placement(tuple(results[m.id] for m in snapshot.models))
 
 
-def _wanted(s: Snapshot) -> list[WantedModel]:
-    """Models to place: the wanted ones, plus the llama exports of a wanted MLX model that fits
-    nowhere as MLX (the fallback serves it through one of them)."""
-    keys = {m.key for m in s.models if m.wanted and m.backend == "mlx"
-            and _never(s, m) is not None}
-    return [m for m in s.models if m.wanted or (m.backend == "llama" and m.key in keys)]
-
-
-# --- demand: what stops, what must make room ---------------------------------------------------
-
-def _charge_stopping(s: Snapshot, led: _Ledger, kept: dict[str, ModelPlacement]) -> None:
-    """Memory a node still holds for a role it is leaving (a model no longer wanted, a dropped
-    replica) stays charged until its serving record is gone, so nothing starts on top of it:
-    a swap never over-commits. A wanted model being moved is not charged (as before)."""
-    if s.previous is None:
-        return
-    wanted = {m.id for m in s.models if m.wanted}
-    memory = {m.id: m.memory_bytes for m in s.models}
-    for prev in s.previous.models:
-        if prev.model in wanted and prev.model not in kept:
-            continue
-        # the rebuilt previous placement carries no memory figure: the model's estimate
-        prev = dataclasses.replace(prev, memory_bytes=memory.get(prev.model, 0))
-        keep = model_commitments(kept[prev.model], s.headroom) if prev.model in kept else {}
-        for node, amount in model_commitments(prev, s.headroom).items():
-            if node in led.free and node not in keep:
-                led.free[node] -= amount
-        if prev.model not in kept:
-            led.workers.update(w.node_id for w in prev.workers if w.node_id in led.free)
-
-
-def _make_room(s: Snapshot, led: _Ledger, order: list[WantedModel],
-               results: dict[str, ModelPlacement]) -> None:
-    """Each wanted model left unplaced: unservable only when it fits nowhere even on an empty
-    mesh; otherwise it waits for memory, and when a request for it is open, the least recently
-    used idle models whose unloading lets it fit are evicted (they stop now; it is placed once
-    their records are gone, by a later plan)."""
-    for m in order:
-        if results[m.id].mode != "unservable":
-            continue
-        never = _never(s, m)
-        if never is not None:
-            results[m.id] = never
-            continue
-        why = results[m.id].reason
-        if m.demand.inflight == 0:
-            results[m.id] = _available(m, f"waiting for memory: {why}")
-            continue
-        victims = _victims(s, m, led, results)
-        if victims is None:
-            results[m.id] = _available(m, f"waiting for memory, nothing idle to unload: {why}",
-                                       waiting=True)
-            continue
-        names = ", ".join(v.id for v in victims)
-        for v in victims:
-            results[v.id] = _available(v, f"evicted (least recently used) to make room for {m.id}")
-        results[m.id] = _available(m, f"loading once {names} unloaded", waiting=True)
-
-
-def _victims(s: Snapshot, m: WantedModel, led: _Ledger,
-             results: dict[str, ModelPlacement]) -> list[WantedModel] | None:
-    """The fewest least-recently-used evictable placed models whose memory lets m fit."""
-    placed = [o for o in s.models if o.id != m.id and o.evictable and o.id in results
-              and results[o.id].mode in ("solo", "split") and results[o.id].served_as is None]
-    pool = sorted(placed, key=lambda o: o.lru_key)
-    chosen: list[WantedModel] = []
-    for v in pool:
-        chosen.append(v)
-        if _fits_without(s, m, led, chosen, results):
-            break
-    else:
-        return None
-    for v in reversed(chosen[:-1]):  # keep only the evictions it needs (oldest preferred)
-        rest = [c for c in chosen if c is not v]
-        if _fits_without(s, m, led, rest, results):
-            chosen = rest
-    return chosen
-
-
-def _fits_without(s: Snapshot, m: WantedModel, led: _Ledger, victims: list[WantedModel],
-                  results: dict[str, ModelPlacement]) -> bool:
-    trial = _Ledger(dict(led.free), set(led.workers))
-    for v in victims:
-        for node, amount in model_commitments(results[v.id], s.headroom).items():
-            trial.free[node] += amount
-        trial.workers.difference_update(w.node_id for w in results[v.id].workers)
-    return _place(s, m, trial, None).mode != "unservable"
-
-
-def _never(s: Snapshot, m: WantedModel) -> ModelPlacement | None:
-    """m's unservable placement when it fits nowhere even with every node's memory free."""
-    empty = _Ledger({c.node_id: c.memory_offered for c in s.members})
-    placed = _place(s, m, empty, None)
-    return placed if placed.mode == "unservable" else None
-
-
-def _not_wanted(s: Snapshot, m: WantedModel) -> ModelPlacement:
-    never = _never(s, m)
-    if never is not None:
-        return never
-    d = m.demand
-    if d.age is None:
-        return _available(m, "not requested yet (loads on the first request)")
-    if d.keep == 0:
-        return _available(m, "unloaded: the last request asked for keep_alive 0")
-    return _available(m, f"idle: no request for {d.age} s (loads on the next request)")
-
-
-def _available(m: WantedModel, reason: str, waiting: bool = False) -> ModelPlacement:
-    return ModelPlacement(m.id, "available", m.backend, (), (), reason, None, m.memory_bytes,
-                          waiting)
+def _fresh(s: Snapshot, m: WantedModel, led: Ledger) -> ModelPlacement:
+    """m placed from scratch against `led` (the shape election/room.py tries placements in)."""
+    return _place(s, m, led, None)
 
 
 def plan_from_file(path: Path) -> dict[str, Any]:
@@ -216,7 +105,7 @@ def _previous(s: Snapshot, m: WantedModel) -> ModelPlacement | None:
     return s.previous.for_model(m.id) if s.previous is not None else None
 
 
-def _keep(s: Snapshot, m: WantedModel, led: _Ledger, check_pin: bool = True
+def _keep(s: Snapshot, m: WantedModel, led: Ledger, check_pin: bool = True
           ) -> ModelPlacement | None:
     """The still-valid previous placement of m, reserved in the ledger; None to re-place it."""
     prev = _previous(s, m)
@@ -238,7 +127,7 @@ def _pin_pending(s: Snapshot, m: WantedModel, hosts: Sequence[str]) -> bool:
     return bool(able) and not any(c.node_id in hosts for c in able)
 
 
-def _keep_solo(s: Snapshot, m: WantedModel, hosts: Sequence[str], led: _Ledger
+def _keep_solo(s: Snapshot, m: WantedModel, hosts: Sequence[str], led: Ledger
                ) -> ModelPlacement | None:
     need = need_bytes(m.memory_bytes, s.headroom)
     picks: list[tuple[Candidate, int]] = []
@@ -255,7 +144,7 @@ def _keep_solo(s: Snapshot, m: WantedModel, hosts: Sequence[str], led: _Ledger
     return _solo(m, picks, "kept solo on", s.headroom, incumbent=True)
 
 
-def _keep_split(s: Snapshot, m: WantedModel, prev: ModelPlacement, led: _Ledger
+def _keep_split(s: Snapshot, m: WantedModel, prev: ModelPlacement, led: Ledger
                 ) -> ModelPlacement | None:
     host = s.member(prev.hosts[0]) if prev.hosts else None
     if host is None or not _can_split_host(m, host):
@@ -274,7 +163,7 @@ def _keep_split(s: Snapshot, m: WantedModel, prev: ModelPlacement, led: _Ledger
 
 # --- pass 2: place what is left ----------------------------------------------------------------
 
-def _place(s: Snapshot, m: WantedModel, led: _Ledger, kept: ModelPlacement | None
+def _place(s: Snapshot, m: WantedModel, led: Ledger, kept: ModelPlacement | None
            ) -> ModelPlacement:
     """Place m (or top up its replicas) against the ledger; unservable with the reason."""
     if kept is not None and (kept.mode == "split" or len(kept.hosts) >= m.replicas):
@@ -309,7 +198,7 @@ def _place(s: Snapshot, m: WantedModel, led: _Ledger, kept: ModelPlacement | Non
     return placed
 
 
-def _place_solo(s: Snapshot, m: WantedModel, able: list[Candidate], led: _Ledger,
+def _place_solo(s: Snapshot, m: WantedModel, able: list[Candidate], led: Ledger,
                 kept: ModelPlacement | None, pin_ids: set[str]) -> ModelPlacement | None:
     need = need_bytes(m.memory_bytes, s.headroom)
     have = set(kept.hosts) if kept is not None else set()
@@ -337,7 +226,7 @@ def _place_solo(s: Snapshot, m: WantedModel, able: list[Candidate], led: _Ledger
     return placed
 
 
-def _place_split(s: Snapshot, m: WantedModel, able: list[Candidate], led: _Ledger,
+def _place_split(s: Snapshot, m: WantedModel, able: list[Candidate], led: Ledger,
                  pin_ids: set[str]) -> ModelPlacement | None:
     """A split hosted by the first holder (pin, incumbent, most free, id) from which one fits;
     unservable with the first host's shortfall when none does."""
@@ -359,7 +248,7 @@ def _place_split(s: Snapshot, m: WantedModel, able: list[Candidate], led: _Ledge
     return _unservable(m, first_short)
 
 
-def _split_from(s: Snapshot, m: WantedModel, host: Candidate, led: _Ledger, need: int,
+def _split_from(s: Snapshot, m: WantedModel, host: Candidate, led: Ledger, need: int,
                 head: str) -> tuple[ModelPlacement | None, str]:
     """The split of m hosted on `host` with the fewest workers that fit, or why none fits."""
     prev_workers = s.incumbent_workers(m.id)
@@ -388,7 +277,7 @@ def _can_split_host(m: WantedModel, c: Candidate) -> bool:
     return c.can_host(m) and m.backend in c.splittable and not c.failed(m.id, "host")
 
 
-def _worker_ok(s: Snapshot, m: WantedModel, c: Candidate, host: Candidate, led: _Ledger,
+def _worker_ok(s: Snapshot, m: WantedModel, c: Candidate, host: Candidate, led: Ledger,
                check_link: bool = True) -> bool:
     """c can be an RPC worker of m's split hosted on host."""
     return (c.node_id != host.node_id and c.can_work() and not c.failed(m.id, "worker")
@@ -405,7 +294,7 @@ def _link_problem(c: Candidate, host: Candidate) -> str | None:
     return None
 
 
-def _pin_status(s: Snapshot, m: WantedModel, able: list[Candidate], led: _Ledger
+def _pin_status(s: Snapshot, m: WantedModel, able: list[Candidate], led: Ledger
                 ) -> tuple[set[str], str]:
     """Pin targets that can host m now, and why the others cannot ('' when none is pinned)."""
     need = need_bytes(m.memory_bytes, s.headroom)
@@ -447,7 +336,7 @@ def _solo(m: WantedModel, picks: list[tuple[Candidate, int]], verb: str, headroo
 
 
 def _commit_split(s: Snapshot, m: WantedModel, host: Candidate, workers: Sequence[Candidate],
-                  weights: Sequence[float], led: _Ledger, head: str, tail: str) -> ModelPlacement:
+                  weights: Sequence[float], led: Ledger, head: str, tail: str) -> ModelPlacement:
     """Reserve a split's shares in the ledger and build its placement (reason names shares)."""
     commits = split_commitments(need_bytes(m.memory_bytes, s.headroom), weights)
     led.take([host.node_id, *(w.node_id for w in workers)], commits)

@@ -9,12 +9,25 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from mesh_node.election.snapshot import Candidate, WantedModel
 from mesh_node.records import ModelPlacement, Placement
 
 _GIB = 1024**3
 _MIB = 1024**2
+
+
+@dataclass
+class Ledger:
+    """Free memory per node and RPC ports taken, as the plan assigns them (local to one plan)."""
+
+    free: dict[str, int]
+    workers: set[str] = field(default_factory=set)
+
+    def take(self, nodes: Sequence[str], amounts: Sequence[int]) -> None:
+        for node, amount in zip(nodes, amounts, strict=True):
+            self.free[node] -= amount
 
 
 def need_bytes(memory_bytes: int, headroom: float) -> int:
