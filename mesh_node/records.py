@@ -99,6 +99,11 @@ class NodeState:
     replicas: tuple[tuple[str, int], ...] = ()  # (model id/alias, replicas) from config
     headroom: float = 1.1  # this node's [election] headroom; the mesh plans with the largest
     far: tuple[str, ...] = ()  # peers this node measured beyond its [election] max_rtt_ms
+    # demand-driven placement (election/demand.py): what this node's config says about idling
+    preload: tuple[str, ...] = ()  # model ids/aliases its config preloads ([[models]] preload)
+    idle: tuple[tuple[str, int], ...] = ()  # (model id/alias, idle_unload seconds) overrides
+    idle_unload: int = 900  # its [election] idle_unload (s); the mesh uses the largest
+    max_replicas: int = 8  # its [election] max_replicas; the mesh uses the smallest
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -110,10 +115,34 @@ class NodeState:
             "v": self.version, "rp": self.rpc_port,
             "pin": [list(p) for p in self.pins], "rep": [list(r) for r in self.replicas],
             "hr": self.headroom, "far": list(self.far),
+            "pl": list(self.preload), "idl": [list(i) for i in self.idle],
+            "iu": self.idle_unload, "mr": self.max_replicas,
         }
 
     def capability(self, backend: str) -> BackendCapability | None:
         return next((c for c in self.capabilities if c.name == backend and c.available), None)
+
+
+KEEP_DEFAULT = -2  # ModelDemand.keep: no request asked for a keep-alive; the idle window rules
+KEEP_FOREVER = -1  # Ollama keep_alive < 0: keep it loaded until a request says otherwise
+
+
+@dataclass(frozen=True)
+class ModelDemand:
+    """This node's client demand for one model (requests that entered the mesh here).
+
+    Ages, never clock readings: the receiver plans with the number as published (quantised,
+    election/demand.py), so every node reads the same value from the same bytes.
+    """
+
+    model: str
+    inflight: int = 0  # client requests open now (waiting for a host or being answered)
+    load: float = 0.0  # smoothed in-flight count (rises fast, falls slowly): drives replicas
+    age: int = 0  # seconds since the last request began, quantised
+    keep: int = KEEP_DEFAULT  # keep-alive (s) the last request asked for; KEEP_* otherwise
+
+    def to_wire(self) -> list[Any]:
+        return [self.model, self.inflight, self.load, self.age, self.keep]
 
 
 @dataclass(frozen=True)
@@ -121,9 +150,10 @@ class Load:
     """A node's volatile load, gossiped outside the versioned state record."""
 
     inflight: int = 0
+    demand: tuple[ModelDemand, ...] = ()  # per model, sorted by model id
 
     def to_wire(self) -> dict[str, Any]:
-        return {"if": self.inflight}
+        return {"if": self.inflight, "d": [d.to_wire() for d in self.demand]}
 
 
 def is_live(status: str) -> bool:
@@ -170,13 +200,15 @@ class WorkerAssignment:
 @dataclass(frozen=True)
 class ModelPlacement:
     model: str  # model id
-    mode: Literal["solo", "split", "unservable"]
+    # available: wanted by nobody now, or waiting for memory (the reason says which)
+    mode: Literal["solo", "split", "unservable", "available"]
     backend: str
     hosts: tuple[str, ...] = ()  # node ids; >1 when replicas
     workers: tuple[WorkerAssignment, ...] = ()
     reason: str = ""
     served_as: str | None = None  # id of the export actually served (an MLX model served via llama)
     memory_bytes: int = 0
+    waiting: bool = False  # available, but a request waits for it (loading once memory frees)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,15 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from mesh_node.records import BackendCapability, Load, ModelSummary, NodeState, Serving
+from mesh_node.records import (
+    KEEP_DEFAULT,
+    BackendCapability,
+    Load,
+    ModelDemand,
+    ModelSummary,
+    NodeState,
+    Serving,
+)
 
 # Bounds: far above any real node, small enough that no record can balloon memory.
 _U16 = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -24,6 +32,8 @@ _NAME = Annotated[str, msgspec.Meta(max_length=256)]
 _ADDR = Annotated[str, msgspec.Meta(max_length=64)]
 _TEXT = Annotated[str, msgspec.Meta(max_length=512)]
 _WEIGHT = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]  # also rejects nan and inf
+_SECONDS = Annotated[int, msgspec.Meta(ge=0, le=1 << 40)]
+MAX_DEMAND = 256  # models with demand in one node's load record (it lists recent ones only)
 MAX_STATE_BYTES = 256 * 1024  # a record with 512 catalog entries is ~100 kB
 
 
@@ -83,10 +93,21 @@ class _State(msgspec.Struct):
                    msgspec.Meta(max_length=64)] = []
     hr: Annotated[float, msgspec.Meta(ge=1.0, le=4.0)] = 1.1
     far: Annotated[list[_ID], msgspec.Meta(max_length=256)] = []
+    pl: Annotated[list[_NAME], msgspec.Meta(max_length=64)] = []
+    idl: Annotated[list[tuple[_NAME, _SECONDS]], msgspec.Meta(max_length=64)] = []
+    iu: _SECONDS = 900
+    mr: Annotated[int, msgspec.Meta(ge=1, le=64)] = 8
+
+
+_COUNT = Annotated[int, msgspec.Meta(ge=0, le=1 << 20)]
+_DEMAND = tuple[_NAME, _COUNT, Annotated[float, msgspec.Meta(ge=0.0, le=float(1 << 20))],
+                Annotated[int, msgspec.Meta(ge=0, le=1 << 40)],
+                Annotated[int, msgspec.Meta(ge=KEEP_DEFAULT, le=1 << 40)]]
 
 
 class _Load(msgspec.Struct):
-    if_: Annotated[int, msgspec.Meta(ge=0, le=1 << 20)] = msgspec.field(default=0, name="if")
+    if_: _COUNT = msgspec.field(default=0, name="if")
+    d: Annotated[list[_DEMAND], msgspec.Meta(max_length=MAX_DEMAND)] = []
 
 
 _STATE = msgspec.msgpack.Decoder(_State)
@@ -119,7 +140,8 @@ def decode_state(raw: bytes) -> NodeState:
         catalog=tuple(ModelSummary(m.i, m.k, m.b, m.f, m.s, m.m, tuple(m.a)) for m in w.cat),
         serving=tuple(Serving(s.m, s.r, s.b, s.ok, s.p, s.st, tuple(s.w), s.ra) for s in w.sv),
         version=w.v, rpc_port=w.rp, pins=tuple(w.pin), replicas=tuple(w.rep),
-        headroom=w.hr, far=tuple(w.far),
+        headroom=w.hr, far=tuple(w.far), preload=tuple(w.pl), idle=tuple(w.idl),
+        idle_unload=w.iu, max_replicas=w.mr,
     )
 
 
@@ -133,4 +155,5 @@ def decode_load(raw: bytes) -> Load:
         raise RecordError(str(e)[:200]) from None
     except Exception as e:  # noqa: BLE001
         raise RecordError(type(e).__name__) from None
-    return Load(w.if_)
+    demand = {d[0]: ModelDemand(*d) for d in w.d}  # one entry per model: the last one wins
+    return Load(w.if_, tuple(demand[k] for k in sorted(demand)))

@@ -43,6 +43,20 @@ class Timings:
     join_window: float = 3.0
     failed_cooldown: float = 60.0  # a failed host keeps saying so, so it is not re-elected at once
     load_publish: float = 1.0  # volatile load (in flight) is gossiped at most this often
+    # --- demand-driven placement (election/demand.py) ---
+    # A request for a model that is not loaded waits this long for a host ([election]
+    # load_timeout): a 70B Q4 GGUF (~40 GB) read from a Mac's SSD at ~2 GB/s and mapped takes
+    # about a minute; 5 minutes leaves room for a slow disk or an MLX conversion warm-up.
+    load_timeout: float = 300.0
+    # Smoothed in-flight load: rises with this time constant (a burst of 32 requests passes one
+    # host's 4 slots within a second, so a replica is asked for within ~2 s)...
+    demand_rise: float = 2.0
+    # ...and falls with this one: 30 s of quiet halves it about twice, so a replica added for
+    # a burst stays through a pause between bursts and leaves in about a minute after the last.
+    demand_fall: float = 30.0
+    # New demand (the first open request for a model through this node) is published at once
+    # rather than on the load_publish timer; at most this often, so a burst costs one datagram.
+    demand_publish_min: float = 0.05
     # --- backends ---
     health_poll: float = 0.25  # llama-server answers 503 while loading; a quarter second keeps load low
     health_probe_timeout: float = 2.0  # one probe; a healthy local server answers in milliseconds

@@ -146,14 +146,16 @@ class _Api:
 
     def dispatch(self, request: Request, model_id: str, path: str, body: dict[str, Any],
                  raw: bytes, forwarded: bool, shaper: Shaper | None,
-                 sealer: FrameSealer | None = None) -> Response:
+                 sealer: FrameSealer | None = None, keep_alive: int | None = None) -> Response:
         """Forward a checked request for `model_id` to `path` of a host; `shaper` gives the
         answer the client's dialect (None: OpenAI); `sealer` seals the answer of a sealed
         forward back to its origin (None: clear). Every dialect's entry requests come here, so
-        the client's key travels with each of them when the mesh has no secret."""
+        the client's key travels with each of them when the mesh has no secret; `keep_alive`
+        is the request's Ollama keep-alive in seconds (None: the idle window)."""
         job = Job(model_id, path, body, raw, bool(body.get("stream")),
                   request_id_of(request.scope), forwarded, shaper, self.client_auth(request))
-        tracker = Tracker(self.state, self.metrics, self.ctx.events, model_id, self.ctx.node_id)
+        tracker = Tracker(self.state, self.metrics, self.ctx.events, model_id, self.ctx.node_id,
+                          entry=not forwarded, keep=keep_alive)  # demand: api/demand.py
         return _Forwarded(self.forwarder, job, tracker, sealer)
 
     def open_sealed(self, request: Request, raw: bytes) -> tuple[bytes, FrameSealer | None]:

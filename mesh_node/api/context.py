@@ -40,6 +40,11 @@ class MeshContext(Protocol):
         """Ready hosts of the model, local first when this node hosts it."""
         ...
 
+    def model_state(self, model_id: str) -> tuple[str, str]:
+        """(status, reason): loaded | loading | available | unservable | unplanned, and the
+        planner's reason (status.view.model_status)."""
+        ...
+
     def inflight(self) -> Mapping[str, int]:
         """In-flight requests per node id, as gossip last reported them."""
         ...

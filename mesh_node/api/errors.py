@@ -87,6 +87,19 @@ def no_ready_host(model: str, retry_after: int) -> ApiError:
                     code="no_ready_host", headers={"Retry-After": str(retry_after)})
 
 
+def model_unservable(model: str, reason: str) -> ApiError:
+    """The planner says the model cannot be placed at all: no retry will help (the OpenAI
+    clients honour x-should-retry), so it is said at once, with the planner's reason."""
+    return ApiError(503, f"The model '{model}' cannot be loaded on this mesh: {reason}.",
+                    type_=SERVER, code="model_unservable", headers={"x-should-retry": "false"})
+
+
+def load_timeout(model: str, seconds: float, reason: str) -> ApiError:
+    return ApiError(503, f"The model '{model}' did not become ready within {seconds:g} s "
+                    f"({reason or 'still loading'}); retry shortly.", type_=SERVER,
+                    code="load_timeout", headers={"Retry-After": "5"})
+
+
 def not_hosted_here(model: str) -> ApiError:
     return ApiError(503, f"This node does not host '{model}' and does not re-forward.",
                     type_=SERVER, code="not_hosted_here", headers={"Retry-After": "1"})

@@ -20,8 +20,9 @@ class FakeModel:
     aliases: tuple[str, ...] = ()
     key: str = ""
     backend: str = "llama"
-    mode: str = "solo"
+    mode: str = "solo"  # "unservable": fails at once; "loading"/"available": load_timeout
     routes: list[Route] = field(default_factory=list)
+    reason: str = ""
 
     def entry(self) -> dict[str, Any]:
         return {"id": self.id, "aliases": list(self.aliases), "key": self.key or self.id,
@@ -59,6 +60,14 @@ class FakeMeshContext:
 
     def routes(self, model_id: str) -> list[Route]:
         return next((list(m.routes) for m in self.fake_models if m.id == model_id), [])
+
+    def model_state(self, model_id: str) -> tuple[str, str]:
+        m = next((m for m in self.fake_models if m.id == model_id), None)
+        if m is None:
+            return "unplanned", ""
+        if m.routes:
+            return "loaded", m.reason
+        return ("loaded" if m.mode in ("solo", "split") else m.mode), m.reason
 
     def inflight(self) -> Mapping[str, int]:
         return self.inflight_by_node

@@ -22,6 +22,7 @@ from mesh_node.api import errors
 from mesh_node.api.context import MeshContext, Route
 from mesh_node.api.dialects.base import Shaper
 from mesh_node.api.dialects.openai import OpenAiShaper
+from mesh_node.api.loading import LoadWait
 from mesh_node.api.meshauth import forward_request
 from mesh_node.api.routing import order_routes
 from mesh_node.api.seal import unsealed
@@ -30,7 +31,6 @@ from mesh_node.timing import Timings
 
 log = structlog.get_logger("mesh_node.api")
 SERVED_BY = "x-mesh-served-by"
-_REPOLL_S = 0.25  # re-read routes at least this often while waiting for a ready host
 _HOST_WATCH_S = 1.0  # while awaiting a peer's first byte, re-check it is alive this often
 _CLOSE_GRACE_S = 2.0  # bound on closing an upstream after the client went away
 
@@ -106,7 +106,7 @@ class Forwarder:
 
     async def handle(self, job: Job, tracker: Tracker) -> Response:
         """The upstream's response, or ApiError (503 no host, 504 timeout)."""
-        deadline = trio.current_time() + self.timings.route_retry_window
+        wait = LoadWait(self.ctx, self.timings, job.model_id)  # bounded: api/loading.py
         while True:
             routes = self.ctx.routes(job.model_id)
             if job.forwarded:
@@ -120,11 +120,7 @@ class Forwarder:
                                 reason=str(exc))
             if job.forwarded:
                 raise errors.not_hosted_here(job.model_id)
-            remaining = deadline - trio.current_time()
-            if remaining <= 0:
-                log.warning("no_ready_host", model=job.model_id, routes=len(routes))
-                raise errors.no_ready_host(job.model_id, retry_after=2)
-            await self.ctx.wait_for_change(min(remaining, _REPOLL_S))
+            await wait.next(len(routes))
 
     def _request(self, route: Route, job: Job) -> tuple[httpx.Request, bytes | None]:
         """The upstream request, and the nonce that opens a sealed answer (None: clear)."""

@@ -54,9 +54,10 @@ async def _read(api: _Api, request: Request) -> object:
 
 
 def _send(api: _Api, request: Request, model_id: str, path: str, body: dict[str, Any],
-          shaper: Shaper) -> Response:
+          shaper: Shaper, keep_alive: int | None = None) -> Response:
     body = {**body, "model": model_id}  # the host resolves the id whatever name came in
-    return api.dispatch(request, model_id, path, body, json.dumps(body).encode(), False, shaper)
+    return api.dispatch(request, model_id, path, body, json.dumps(body).encode(), False, shaper,
+                        keep_alive=keep_alive)
 
 
 def anthropic_routes(api: _Api) -> list[HttpRoute]:
@@ -98,7 +99,7 @@ class OllamaApi:
 
     async def ps(self, request: Request) -> Response:
         self.api.check_api_key(request)
-        return JSONResponse(ollama.ps(self.api.ctx.models()))
+        return JSONResponse(ollama.ps(self.api.ctx.models(), rfc3339, self.wall()))
 
     async def show(self, request: Request) -> Response:
         doc = await _read(self.api, request)
@@ -109,30 +110,37 @@ class OllamaApi:
         entry = next(e for e in self.api.ctx.models() if e["id"] == model_id)
         return JSONResponse(ollama.show(entry))
 
-    def _loaded(self, model_id: str, chat: bool) -> Response:
-        """Ollama's answer to an empty request: the model is loaded (it always is, here)."""
+    def _loaded(self, model_id: str, chat: bool, keep: int | None) -> Response:
+        """Ollama's answer to an empty request ("load it", or with keep_alive 0 "unload it"):
+        noted as a request with that keep-alive, so the mesh loads or unloads the model."""
+        self.api.state.demand_begin(model_id, keep)
+        self.api.state.demand_end(model_id)
         out: dict[str, Any] = {"model": ollama.listed_name(model_id),
                                "created_at": rfc3339(self.wall())}
         out |= {"message": {"role": "assistant", "content": ""}} if chat else {"response": ""}
-        return JSONResponse(out | {"done": True, "done_reason": "load"})
+        return JSONResponse(out | {"done": True, "done_reason": "unload" if keep == 0
+                                   else "load"})
 
     async def chat(self, request: Request) -> Response:
-        body = ollama.chat_request(await _read(self.api, request))
+        doc = await _read(self.api, request)
+        body = ollama.chat_request(doc)
+        keep = ollama.keep_alive_seconds(doc)
         model_id = _resolve(self.api, ollama.name_candidates(body["model"]))
         if not body["messages"]:
-            return self._loaded(model_id, True)
+            return self._loaded(model_id, True, keep)
         shaper = OllamaShaper(ollama.listed_name(model_id), "chat", self.wall, self.mono_ns)
-        return _send(self.api, request, model_id, "/v1/chat/completions", body, shaper)
+        return _send(self.api, request, model_id, "/v1/chat/completions", body, shaper, keep)
 
     async def generate(self, request: Request) -> Response:
         doc = await _read(self.api, request)
         path, body = ollama.generate_request(doc)
+        keep = ollama.keep_alive_seconds(doc)
         model_id = _resolve(self.api, ollama.name_candidates(body["model"]))
         if isinstance(doc, dict) and not doc.get("prompt"):
-            return self._loaded(model_id, False)
+            return self._loaded(model_id, False, keep)
         kind: Kind = "completions" if path == "/v1/completions" else "generate"
         shaper = OllamaShaper(ollama.listed_name(model_id), kind, self.wall, self.mono_ns)
-        return _send(self.api, request, model_id, path, body, shaper)
+        return _send(self.api, request, model_id, path, body, shaper, keep)
 
     async def _embed(self, request: Request, legacy: bool) -> Response:
         body = ollama.embed_request(await _read(self.api, request), legacy)

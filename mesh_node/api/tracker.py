@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import structlog
 import trio
 
+from mesh_node.api.demand import DemandBook
 from mesh_node.status.events import EventHub
 from mesh_node.status.metrics import ApiMetrics
 
@@ -21,6 +22,17 @@ class ApiState:
     inflight: Counter[str] = field(default_factory=Counter)  # by model id
     outbound: Counter[str] = field(default_factory=Counter)  # open upstream requests by node id
     finished: Counter[tuple[str, str]] = field(default_factory=Counter)  # (model, status class)
+    demand: DemandBook = field(default_factory=DemandBook)  # client requests entering here
+    # set when the mesh should hear this node's demand at once (node/assembly.py publishes it)
+    demand_news: trio.Event = field(default_factory=trio.Event)
+
+    def demand_begin(self, model: str, keep: int | None) -> None:
+        if self.demand.begin(model, keep, trio.current_time()):
+            self.demand_news.set()
+
+    def demand_end(self, model: str) -> None:
+        if self.demand.end(model, trio.current_time()):
+            self.demand_news.set()
 
     def open_outbound(self, node_id: str) -> None:
         self.outbound[node_id] += 1
@@ -51,12 +63,17 @@ class Tracker:
     """Accounts one proxied request from resolution to its last byte."""
 
     def __init__(self, state: ApiState, metrics: ApiMetrics, events: EventHub, model: str,
-                 this_node: str) -> None:
+                 this_node: str, *, entry: bool = False, keep: int | None = None) -> None:
+        """`entry`: a client request entering the mesh here (counted as this node's demand,
+        with `keep`, its keep-alive); False for a request another node forwarded."""
         self._state, self._metrics, self._events = state, metrics, events
         self.model = model
         self.node = this_node
         self._start = trio.current_time()
         self._done = False
+        self._entry = entry
+        if entry:
+            state.demand_begin(model, keep)
         state.inflight[model] += 1
         metrics.inflight.labels(model).inc()
 
@@ -72,6 +89,8 @@ class Tracker:
         if self._done:
             return
         self._done = True
+        if self._entry:
+            self._state.demand_end(self.model)
         elapsed = trio.current_time() - self._start
         self._state.inflight[self.model] -= 1
         if self._state.inflight[self.model] <= 0:  # only models with open requests stay

@@ -132,7 +132,8 @@ def scan_catalog(config: Config, hf_cache: Path | None = None) -> list[CatalogEn
     entries = _configured(config, ctx)
     for d in config.model_dirs:
         entries += _scan_root(d.expanduser(), ctx) if d.expanduser().is_dir() else []
-    entries += scan_hf_cache(hf_cache if hf_cache is not None else hf_cache_dir(), ctx)
+    if config.scan_hf_cache:
+        entries += scan_hf_cache(hf_cache if hf_cache is not None else hf_cache_dir(), ctx)
     if config.demo_model:
         demo = demo_model_path(config.node.data_dir)
         entries += [gguf_entry(model_id_from_path(demo), [demo], ctx)] if demo else []

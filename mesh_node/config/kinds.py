@@ -215,3 +215,40 @@ def _check_size(v: object) -> object:
 
 
 SIZE = Kind(_SIZE, _check_size)
+
+
+_DURATION = ("a duration: seconds as a number, or a string like \"15m\", \"90s\", \"1h30m\" "
+             "(0 or more)")
+_DURATION_RX = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+_MAX_DURATION = 1 << 32  # seconds: ~136 years, inside the gossip bound
+
+
+def parse_duration(v: object) -> float | None:
+    """Seconds for a number or an "1h30m"-style string; None when it is neither (or < 0)."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int | float):
+        x = float(v)
+    elif isinstance(v, str) and v.strip():
+        text = v.strip().lower()
+        try:
+            x = float(text)
+        except ValueError:
+            m = _DURATION_RX.fullmatch(text)
+            if m is None or not any(m.groups()):
+                return None
+            h, mi, sec = (float(g) if g else 0.0 for g in m.groups())
+            x = h * 3600 + mi * 60 + sec
+    else:
+        return None
+    return x if math.isfinite(x) and 0 <= x <= _MAX_DURATION else None
+
+
+def _check_duration(v: object) -> object:
+    x = parse_duration(v)
+    if x is None:
+        raise Invalid(_DURATION, v)
+    return x
+
+
+DURATION = Kind(_DURATION, _check_duration)

@@ -265,7 +265,8 @@ def _build(values: dict[str, object], models: tuple[ModelConfig, ...],
     node = _section(values, "node")
     node.setdefault("name", socket.gethostname().split(".")[0] or "node")
     node.setdefault("data_dir", Path("~/.mesh-node").expanduser())
-    top: dict[str, Any] = {k: values[k] for k in ("model_dirs", "demo_model") if k in values}
+    top: dict[str, Any] = {k: values[k] for k in ("model_dirs", "demo_model", "scan_hf_cache")
+                           if k in values}
     return Config(
         node=NodeConfig(**node),
         mesh=MeshConfig(**_section(values, "mesh")),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mesh_node.timing import DEFAULT_TIMINGS
+
 
 @dataclass(frozen=True)
 class NodeConfig:
@@ -67,12 +69,17 @@ class ModelConfig:
     alias: str | None = None
     replicas: int = 1
     pin: str | None = None  # node name or id that must host it
+    preload: bool = False  # load at start and keep loaded (evicted only after idle models)
+    idle_unload: float | None = None  # s without a request before unloading; None: [election]
 
 
 @dataclass(frozen=True)
 class ElectionConfig:
     headroom: float = 1.1  # mesh-llm's rule: solo when memory >= 1.1x the model
     max_rtt_ms: float = 80.0  # RPC workers further away than this are skipped
+    idle_unload: float = 900.0  # s without a request before a model is unloaded (15 min)
+    load_timeout: float = DEFAULT_TIMINGS.load_timeout  # s a request waits for a model to load
+    max_replicas: int = 8  # hosts load may add per model ([[models]] replicas is the floor)
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,7 @@ class Config:
     models: tuple[ModelConfig, ...] = ()
     model_dirs: tuple[Path, ...] = ()
     demo_model: bool = False  # serve the `demo` extra's Gemma 3 270M when it is installed
+    scan_hf_cache: bool = True  # list the Hugging Face cache's models (they load on request)
     election: ElectionConfig = ElectionConfig()
     log: LogConfig = LogConfig()
     source: Path | None = None  # the file it came from, None for the embedded default

@@ -39,8 +39,12 @@ FIELDS: dict[str, k.Kind] = {
     "backends.mlx.python": k.PATH,
     "model_dirs": k.str_list(k.PATH, "a list of folder paths"),
     "demo_model": k.BOOL,
+    "scan_hf_cache": k.BOOL,
     "election.headroom": k.number(1.0),
     "election.max_rtt_ms": k.number(0.0, inclusive=False),
+    "election.idle_unload": k.DURATION,
+    "election.load_timeout": k.DURATION,
+    "election.max_replicas": k.integer(1, 64),
     "log.level": k.choice("debug", "info", "warning", "error"),
     "log.format": k.choice("auto", "console", "json"),
 }
@@ -51,6 +55,8 @@ MODEL_FIELDS: dict[str, k.Kind] = {
                       "an alias of letters, digits and . _ : / -"),
     "replicas": k.integer(1, 64),
     "pin": k.string(expected="a node name or id"),
+    "preload": k.BOOL,
+    "idle_unload": k.DURATION,
 }
 
 # Tables that hold keys rather than being one; "models" is the array of tables.

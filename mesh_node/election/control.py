@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from mesh_node.election.planner import plan, snapshot_from_members
 from mesh_node.election.roles import HostRole, Roles, local_roles
+from mesh_node.election.snapshot import WantedModel
 from mesh_node.records import MemberView, Placement
 
 
@@ -19,6 +20,7 @@ class Decision:
     """What this node should run after one plan."""
 
     placement: Placement
+    models: tuple[WantedModel, ...]  # what the plan read: every offered model and its demand
     roles: Roles
     stop_hosts: tuple[str, ...]  # hosted models whose role ended
     start_hosts: tuple[HostRole, ...]  # host roles to ensure (idempotent), workers ready
@@ -31,13 +33,14 @@ def decide(node_id: str, members: Sequence[MemberView], hosted: Collection[str],
            files: Collection[str]) -> Decision:
     """Plan from the view and diff it against what runs here (`hosted`: model ids with a host
     child; `files`: model ids this node holds usable files of)."""
-    placement = plan(snapshot_from_members(members))
+    snapshot = snapshot_from_members(members)
+    placement = plan(snapshot)
     states = {m.node_id: m.state for m in members if m.live and m.state is not None}
     roles = local_roles(node_id, placement, states)
     wanted = {h.model for h in roles.hosts}
     runnable = [h for h in roles.hosts if h.model in files]
     return Decision(
-        placement=placement, roles=roles,
+        placement=placement, models=snapshot.models, roles=roles,
         stop_hosts=tuple(sorted(set(hosted) - wanted)),
         start_hosts=tuple(h for h in runnable if h.startable),
         waiting=tuple(h for h in runnable if not h.startable),

@@ -12,7 +12,16 @@ Rules, in order:
               free memory (skipping those far from the host or of another llama.cpp build,
               whose RPC protocol differs) until the shares fit; else unservable.
   3. fallback - an unservable MLX model is served as a placed llama export with the same key.
-Models are visited pinned first, then by memory descending, then id, in both passes.
+Only wanted models are placed (election/demand.py: pinned, preloaded, or requested within their
+idle window); the others are listed `available`, or `unservable` when they fit nowhere even on
+an empty mesh. Between the passes, every role being left (a model no longer wanted, a dropped
+replica) stays charged to its node until its serving record is gone, so nothing starts on top
+of it. After them (`_make_room`), a wanted model left unplaced that fits an empty mesh waits
+(`available`); if a request for it is open, the fewest least-recently-used evictable models
+(no request open, not pinned; preloaded ones last) whose memory lets it fit are evicted: they
+stop now and it is placed by a later plan, once their records are gone.
+Models are visited pinned first, then those with requests open, then by memory descending,
+then id, in both passes.
 
 Free memory for planning is memory_offered minus what this plan has assigned so far, NOT the
 gossiped memory_free: memory_free already subtracts what a node serves now, so counting it would
@@ -27,12 +36,14 @@ a node is the RPC worker of at most one model.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mesh_node.election import room
 from mesh_node.election.rules import (
+    Ledger,
     fmt_bytes,
     fmt_need,
     host_share,
@@ -58,27 +69,27 @@ __all__ = ["Snapshot", "plan", "plan_from_file", "previous_placement", "snapshot
 _BACKEND_LABEL = {"mlx": "MLX", "llama": "llama.cpp"}
 
 
-@dataclass
-class _Ledger:
-    """Free memory per node and RPC ports taken, as the plan assigns them (local to one plan)."""
-
-    free: dict[str, int]
-    workers: set[str] = field(default_factory=set)
-
-    def take(self, nodes: Sequence[str], amounts: Sequence[int]) -> None:
-        for node, amount in zip(nodes, amounts, strict=True):
-            self.free[node] -= amount
-
-
 def plan(snapshot: Snapshot) -> Placement:
-    """The placement of every wanted model; same snapshot in, same placement out."""
-    led = _Ledger({c.node_id: c.memory_offered for c in snapshot.members})
-    order = sorted(snapshot.models, key=lambda m: (not m.pins, -m.memory_bytes, m.id))
+    """The placement of every offered model; same snapshot in, same placement out."""
+    led = Ledger({c.node_id: c.memory_offered for c in snapshot.members})
+    wanted = room.wanted(snapshot, _fresh)
+    order = sorted(wanted, key=lambda m: (not m.pins, m.demand.inflight == 0, -m.memory_bytes,
+                                          m.id))
     kept = {m.id: p for m in order if (p := _keep(snapshot, m, led)) is not None}
+    room.charge_stopping(snapshot, led, kept)
     results = {m.id: _place(snapshot, m, led, kept.get(m.id)) for m in order}
+    room.make_room(snapshot, led, order, results, _fresh)
+    for m in wanted:
+        results[m.id] = served_as_fallback(m, wanted, results)
     for m in snapshot.models:
-        results[m.id] = served_as_fallback(m, snapshot.models, results)
+        if m.id not in results:
+            results[m.id] = room.not_wanted(snapshot, m, _fresh)
     return Placement(tuple(results[m.id] for m in snapshot.models))
+
+
+def _fresh(s: Snapshot, m: WantedModel, led: Ledger) -> ModelPlacement:
+    """m placed from scratch against `led` (the shape election/room.py tries placements in)."""
+    return _place(s, m, led, None)
 
 
 def plan_from_file(path: Path) -> dict[str, Any]:
@@ -94,7 +105,7 @@ def _previous(s: Snapshot, m: WantedModel) -> ModelPlacement | None:
     return s.previous.for_model(m.id) if s.previous is not None else None
 
 
-def _keep(s: Snapshot, m: WantedModel, led: _Ledger, check_pin: bool = True
+def _keep(s: Snapshot, m: WantedModel, led: Ledger, check_pin: bool = True
           ) -> ModelPlacement | None:
     """The still-valid previous placement of m, reserved in the ledger; None to re-place it."""
     prev = _previous(s, m)
@@ -116,7 +127,7 @@ def _pin_pending(s: Snapshot, m: WantedModel, hosts: Sequence[str]) -> bool:
     return bool(able) and not any(c.node_id in hosts for c in able)
 
 
-def _keep_solo(s: Snapshot, m: WantedModel, hosts: Sequence[str], led: _Ledger
+def _keep_solo(s: Snapshot, m: WantedModel, hosts: Sequence[str], led: Ledger
                ) -> ModelPlacement | None:
     need = need_bytes(m.memory_bytes, s.headroom)
     picks: list[tuple[Candidate, int]] = []
@@ -133,7 +144,7 @@ def _keep_solo(s: Snapshot, m: WantedModel, hosts: Sequence[str], led: _Ledger
     return _solo(m, picks, "kept solo on", s.headroom, incumbent=True)
 
 
-def _keep_split(s: Snapshot, m: WantedModel, prev: ModelPlacement, led: _Ledger
+def _keep_split(s: Snapshot, m: WantedModel, prev: ModelPlacement, led: Ledger
                 ) -> ModelPlacement | None:
     host = s.member(prev.hosts[0]) if prev.hosts else None
     if host is None or not _can_split_host(m, host):
@@ -152,7 +163,7 @@ def _keep_split(s: Snapshot, m: WantedModel, prev: ModelPlacement, led: _Ledger
 
 # --- pass 2: place what is left ----------------------------------------------------------------
 
-def _place(s: Snapshot, m: WantedModel, led: _Ledger, kept: ModelPlacement | None
+def _place(s: Snapshot, m: WantedModel, led: Ledger, kept: ModelPlacement | None
            ) -> ModelPlacement:
     """Place m (or top up its replicas) against the ledger; unservable with the reason."""
     if kept is not None and (kept.mode == "split" or len(kept.hosts) >= m.replicas):
@@ -187,7 +198,7 @@ def _place(s: Snapshot, m: WantedModel, led: _Ledger, kept: ModelPlacement | Non
     return placed
 
 
-def _place_solo(s: Snapshot, m: WantedModel, able: list[Candidate], led: _Ledger,
+def _place_solo(s: Snapshot, m: WantedModel, able: list[Candidate], led: Ledger,
                 kept: ModelPlacement | None, pin_ids: set[str]) -> ModelPlacement | None:
     need = need_bytes(m.memory_bytes, s.headroom)
     have = set(kept.hosts) if kept is not None else set()
@@ -215,7 +226,7 @@ def _place_solo(s: Snapshot, m: WantedModel, able: list[Candidate], led: _Ledger
     return placed
 
 
-def _place_split(s: Snapshot, m: WantedModel, able: list[Candidate], led: _Ledger,
+def _place_split(s: Snapshot, m: WantedModel, able: list[Candidate], led: Ledger,
                  pin_ids: set[str]) -> ModelPlacement | None:
     """A split hosted by the first holder (pin, incumbent, most free, id) from which one fits;
     unservable with the first host's shortfall when none does."""
@@ -237,7 +248,7 @@ def _place_split(s: Snapshot, m: WantedModel, able: list[Candidate], led: _Ledge
     return _unservable(m, first_short)
 
 
-def _split_from(s: Snapshot, m: WantedModel, host: Candidate, led: _Ledger, need: int,
+def _split_from(s: Snapshot, m: WantedModel, host: Candidate, led: Ledger, need: int,
                 head: str) -> tuple[ModelPlacement | None, str]:
     """The split of m hosted on `host` with the fewest workers that fit, or why none fits."""
     prev_workers = s.incumbent_workers(m.id)
@@ -266,7 +277,7 @@ def _can_split_host(m: WantedModel, c: Candidate) -> bool:
     return c.can_host(m) and m.backend in c.splittable and not c.failed(m.id, "host")
 
 
-def _worker_ok(s: Snapshot, m: WantedModel, c: Candidate, host: Candidate, led: _Ledger,
+def _worker_ok(s: Snapshot, m: WantedModel, c: Candidate, host: Candidate, led: Ledger,
                check_link: bool = True) -> bool:
     """c can be an RPC worker of m's split hosted on host."""
     return (c.node_id != host.node_id and c.can_work() and not c.failed(m.id, "worker")
@@ -283,7 +294,7 @@ def _link_problem(c: Candidate, host: Candidate) -> str | None:
     return None
 
 
-def _pin_status(s: Snapshot, m: WantedModel, able: list[Candidate], led: _Ledger
+def _pin_status(s: Snapshot, m: WantedModel, able: list[Candidate], led: Ledger
                 ) -> tuple[set[str], str]:
     """Pin targets that can host m now, and why the others cannot ('' when none is pinned)."""
     need = need_bytes(m.memory_bytes, s.headroom)
@@ -325,7 +336,7 @@ def _solo(m: WantedModel, picks: list[tuple[Candidate, int]], verb: str, headroo
 
 
 def _commit_split(s: Snapshot, m: WantedModel, host: Candidate, workers: Sequence[Candidate],
-                  weights: Sequence[float], led: _Ledger, head: str, tail: str) -> ModelPlacement:
+                  weights: Sequence[float], led: Ledger, head: str, tail: str) -> ModelPlacement:
     """Reserve a split's shares in the ledger and build its placement (reason names shares)."""
     commits = split_commitments(need_bytes(m.memory_bytes, s.headroom), weights)
     led.take([host.node_id, *(w.node_id for w in workers)], commits)
@@ -344,5 +355,4 @@ def _unservable(m: WantedModel, reason: str) -> ModelPlacement:
 
 
 def _with_reason(p: ModelPlacement, reason: str) -> ModelPlacement:
-    return ModelPlacement(p.model, p.mode, p.backend, p.hosts, p.workers, reason, p.served_as,
-                          p.memory_bytes)
+    return dataclasses.replace(p, reason=reason)

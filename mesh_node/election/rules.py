@@ -9,12 +9,25 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from mesh_node.election.snapshot import Candidate, WantedModel
 from mesh_node.records import ModelPlacement, Placement
 
 _GIB = 1024**3
 _MIB = 1024**2
+
+
+@dataclass
+class Ledger:
+    """Free memory per node and RPC ports taken, as the plan assigns them (local to one plan)."""
+
+    free: dict[str, int]
+    workers: set[str] = field(default_factory=set)
+
+    def take(self, nodes: Sequence[str], amounts: Sequence[int]) -> None:
+        for node, amount in zip(nodes, amounts, strict=True):
+            self.free[node] -= amount
 
 
 def need_bytes(memory_bytes: int, headroom: float) -> int:
@@ -53,7 +66,7 @@ def split_commitments(need: int, worker_weights: Sequence[float]) -> tuple[int, 
 
 def model_commitments(p: ModelPlacement, headroom: float) -> dict[str, int]:
     """Bytes each node commits to one placement (nothing for served_as or unservable)."""
-    if p.served_as is not None or p.mode == "unservable":
+    if p.served_as is not None or p.mode in ("unservable", "available"):
         return {}
     need = need_bytes(p.memory_bytes, headroom)
     if p.mode == "solo":
@@ -90,7 +103,7 @@ def served_as_fallback(m: WantedModel, models: Sequence[WantedModel],
     if m.backend != "mlx" or own.mode != "unservable":
         return own
     alts = [results[o.id] for o in models if o.backend == "llama" and o.key == m.key]
-    placed = [a for a in alts if a.mode != "unservable"]
+    placed = [a for a in alts if a.mode in ("solo", "split")]
     if not placed:
         extra = "".join(f"; llama export {a.model} is unservable too: {a.reason}" for a in alts)
         return dataclasses.replace(own, reason=own.reason + extra)

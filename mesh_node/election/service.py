@@ -17,6 +17,7 @@ import trio
 from mesh_node.catalog.entry import CatalogEntry
 from mesh_node.election.control import Decision, decide
 from mesh_node.election.roles import HostRole, Roles
+from mesh_node.election.snapshot import WantedModel
 from mesh_node.records import MemberView, Placement
 from mesh_node.timing import DEFAULT_TIMINGS, Timings
 
@@ -63,6 +64,7 @@ class ElectionService:
         self._timings = timings
         self._on_placement = on_placement
         self.placement = Placement()
+        self.models: tuple[WantedModel, ...] = ()  # the last plan's input: demand per model
         self.roles = Roles()
         self.planned_once = False
         self._poke_send, self._poke_recv = trio.open_memory_channel[None](1)
@@ -100,6 +102,7 @@ class ElectionService:
         """One re-plan and reconcile."""
         d = self.decide()
         old, self.placement = self.placement, d.placement
+        self.models = d.models
         self.planned_once = True
         if d.placement != old:
             log_changes(old, d.placement)

@@ -13,9 +13,20 @@ sorted) so that `plan` is deterministic whatever order gossip delivered the reco
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from mesh_node.election.demand import (
+    DEFAULT_IDLE_UNLOAD,
+    Demand,
+    demanded,
+    idle_windows,
+    merge,
+    remaining,
+    replica_target,
+)
 from mesh_node.records import (
+    KEEP_FOREVER,
+    Load,
     MemberView,
     ModelPlacement,
     ModelSummary,
@@ -82,7 +93,8 @@ class Candidate:
 
 @dataclass(frozen=True)
 class WantedModel:
-    """One model the mesh should serve: the union of catalog entries with that id."""
+    """One model the mesh offers (the union of catalog entries with that id), and whether it
+    is wanted now (election/demand.py): only wanted models are placed."""
 
     id: str
     key: str
@@ -90,7 +102,32 @@ class WantedModel:
     memory_bytes: int
     aliases: tuple[str, ...] = ()
     pins: tuple[str, ...] = ()  # node names or ids it is pinned to, sorted
-    replicas: int = 1
+    replicas: int = 1  # hosts to place: the config floor, raised by load (demand.replica_target)
+    wanted: bool = True
+    preload: bool = False  # a config preloads it: evicted only after every idle model
+    demand: Demand = Demand()
+    window: int = DEFAULT_IDLE_UNLOAD  # its idle window (s), from the members' configs
+
+    @property
+    def expires_in(self) -> int | None:
+        """Seconds until it idles out (None: never: pinned, preloaded or kept forever)."""
+        if self.pins or self.preload:
+            return None
+        return remaining(self.demand, self.window)
+
+    @property
+    def evictable(self) -> bool:
+        """May be unloaded to make room: not pinned, no request open."""
+        return not self.pins and self.demand.inflight == 0
+
+    @property
+    def lru_key(self) -> tuple[bool, bool, int, str]:
+        """Eviction order, first evicted first: idle before preloaded/kept-forever, then the
+        oldest last request (never requested counts as oldest), then id."""
+        d = self.demand
+        lasting = self.preload or d.keep == KEEP_FOREVER
+        return (lasting, d.keep == KEEP_FOREVER, -(d.age if d.age is not None else 1 << 62),
+                self.id)
 
 
 @dataclass(frozen=True)
@@ -172,8 +209,10 @@ def _placeholder(ref: str) -> WantedModel:
     return WantedModel(id=ref, key=ref, backend="", memory_bytes=0)
 
 
-def wanted_models(states: Iterable[NodeState]) -> tuple[WantedModel, ...]:
-    """Every model a live node offers, plus config pins and replicas."""
+def wanted_models(states: Iterable[NodeState], loads: Iterable[Load] = (),
+                  previous: Placement | None = None) -> tuple[WantedModel, ...]:
+    """Every model a live node offers (plus config pins and replicas), each marked wanted or
+    not from the config (pins, preload) and the merged demand."""
     states = list(states)
     grouped: dict[str, list[ModelSummary]] = {}
     for st in states:
@@ -182,19 +221,39 @@ def wanted_models(states: Iterable[NodeState]) -> tuple[WantedModel, ...]:
     models = {mid: _merge_entries(es) for mid, es in grouped.items()}
     pins: dict[str, set[str]] = {}
     replicas: dict[str, int] = {}
+    preload: set[str] = set()
+    refs: dict[str, list[str]] = {}
+    for st in states:
+        for ref in {*(r for r, _ in st.pins), *(r for r, _ in st.replicas), *st.preload,
+                    *(r for r, _ in st.idle)}:
+            refs[ref] = _resolve(ref, models)
     for st in states:
         for ref, node in st.pins:
-            for mid in _resolve(ref, models):
+            for mid in refs[ref]:
                 pins.setdefault(mid, set()).add(node)
         for ref, count in st.replicas:
-            for mid in _resolve(ref, models):
+            for mid in refs[ref]:
                 replicas[mid] = max(replicas.get(mid, 1), count)
+        for ref in st.preload:
+            preload.update(mid for mid in refs[ref] if mid in models)
     for mid in sorted(set(pins) | set(replicas)):
         base = models.get(mid) or _placeholder(mid)
-        models[mid] = WantedModel(base.id, base.key, base.backend, base.memory_bytes,
-                                  base.aliases, tuple(sorted(pins.get(mid, ()))),
-                                  max(1, replicas.get(mid, 1)))
-    return tuple(models[k] for k in sorted(models))
+        models[mid] = replace(base, pins=tuple(sorted(pins.get(mid, ()))),
+                              replicas=max(1, replicas.get(mid, 1)))
+    demand = merge(loads)
+    default_window, windows = idle_windows(states, refs)
+    cap = min((st.max_replicas for st in states), default=1)
+    out = []
+    for mid in sorted(models):
+        m, d = models[mid], demand.get(mid, Demand())
+        window = windows.get(mid, default_window)
+        wanted = bool(m.pins) or mid in preload or demanded(d, window)
+        prev = previous.for_model(mid) if previous is not None else None
+        current = len(prev.hosts) if prev is not None and prev.mode == "solo" else 0
+        count = replica_target(m.replicas, cap, current, d.load) if wanted else m.replicas
+        out.append(replace(m, replicas=count, wanted=wanted, preload=mid in preload, demand=d,
+                           window=window))
+    return tuple(out)
 
 
 def _rank(c: Candidate, sv: Serving) -> tuple[bool, int, str]:
@@ -226,8 +285,11 @@ def previous_placement(members: Iterable[Candidate]) -> Placement:
     return Placement(tuple(out))
 
 
-def snapshot_from_states(states: Iterable[NodeState]) -> Snapshot:
-    """Snapshot of the live members' states (the caller passes only live members)."""
+def snapshot_from_states(states: Iterable[NodeState], loads: Mapping[str, Load] | None = None
+                         ) -> Snapshot:
+    """Snapshot of the live members' states (the caller passes only live members) and their
+    gossiped loads by node id (no loads: no demand; only pinned and preloaded models are
+    wanted)."""
     by_id: dict[str, NodeState] = {}
     # Duplicate ids should not happen; keep one chosen by content so every node agrees.
     for st in sorted(states, key=lambda s: (s.node_id, repr(candidate_from_state(s)))):
@@ -235,9 +297,13 @@ def snapshot_from_states(states: Iterable[NodeState]) -> Snapshot:
     live = list(by_id.values())
     members = tuple(candidate_from_state(s) for s in live)
     headroom = max((s.headroom for s in live), default=DEFAULT_HEADROOM)
-    return Snapshot(members, wanted_models(live), previous_placement(members), headroom)
+    previous = previous_placement(members)
+    member_loads = [loads[n] for n in sorted(by_id) if loads is not None and n in loads]
+    return Snapshot(members, wanted_models(live, member_loads, previous), previous, headroom)
 
 
 def snapshot_from_members(views: Iterable[MemberView]) -> Snapshot:
     """Snapshot of a gossip view: live members (records.is_live) with a valid state record."""
-    return snapshot_from_states(v.state for v in views if v.live and v.state is not None)
+    live = [v for v in views if v.live and v.state is not None]
+    return snapshot_from_states((v.state for v in live if v.state is not None),
+                                {v.node_id: v.load for v in live})

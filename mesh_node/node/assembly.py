@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import structlog
@@ -23,6 +23,7 @@ from mesh_node.api.app import build_app
 from mesh_node.api.server import serve_api
 from mesh_node.backends.capabilities import detect_capabilities
 from mesh_node.backends.supervisor import Supervisor
+from mesh_node.catalog.demo import demo_model_path
 from mesh_node.catalog.entry import CatalogEntry
 from mesh_node.catalog.scan import scan_catalog
 from mesh_node.config.model import Config, ModelConfig
@@ -50,6 +51,16 @@ def _model_ref(m: ModelConfig, catalog: list[CatalogEntry]) -> str:
     want = os.path.realpath(m.path.expanduser())
     found = next((e.id for e in catalog if os.path.realpath(e.path) == want), None)
     return found or m.alias or str(m.path)
+
+
+def _preloads(cfg: Config, catalog: list[CatalogEntry]) -> tuple[str, ...]:
+    """Models this node's config preloads: [[models]] preload = true, and the demo model
+    (`demo_model = true` is a request to serve it: `make run` answers at once)."""
+    refs = [_model_ref(m, catalog) for m in cfg.models if m.preload]
+    demo = demo_model_path(cfg.node.data_dir) if cfg.demo_model else None  # assembled by scan
+    if demo is not None:
+        refs += [e.id for e in catalog if os.path.realpath(e.path) == os.path.realpath(demo)]
+    return tuple(dict.fromkeys(refs))
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,10 @@ def own_state(cfg: Config, node_id: str, address: str, memory: int, inv: Invento
         replicas=tuple((_model_ref(m, usable), m.replicas) for m in cfg.models
                        if m.replicas > 1),
         headroom=cfg.election.headroom,
+        preload=_preloads(cfg, usable),
+        idle=tuple((_model_ref(m, usable), int(m.idle_unload)) for m in cfg.models
+                   if m.idle_unload is not None),
+        idle_unload=int(cfg.election.idle_unload), max_replicas=cfg.election.max_replicas,
     )
 
 
@@ -97,7 +112,7 @@ class Node:
         self.node_id = node_id
         self.address = address
         self.memory_offered = memory_offered
-        self.timings = timings
+        self.timings = replace(timings, load_timeout=config.election.load_timeout)
         self.keys = derive_keys(config.mesh.secret, config.mesh.name)
         self.events = EventHub()
         self.started_at = time.monotonic()
@@ -202,8 +217,9 @@ class Node:
         assert w is not None
         async for change in gossip.subscribe():
             m = change.member
-            if change.load_only:
-                continue  # load moves routing order only, read live at each request
+            if change.load_only:  # demand may change the plan (load it, unload it, replicas)
+                w.election.poke()
+                continue
             if m.node != self.node_id:
                 self.events.publish("member", {"id": m.node, "status": m.status,
                                                "incarnation": m.incarnation})
@@ -221,10 +237,17 @@ class Node:
         w = self._wired
         assert w is not None
         max_rtt = self.config.election.max_rtt_ms
+        api = app.state.api  # type: ignore[attr-defined]
         while True:
-            await trio.sleep(self.timings.load_publish)
-            api = app.state.api  # type: ignore[attr-defined]
-            w.local.update_load(Load(inflight=api.inflight_total))
+            # new demand (a model's first open request here) goes out at once: the mesh
+            # re-plans within about one gossip round, not a load_publish later
+            with trio.move_on_after(self.timings.load_publish):
+                await api.demand_news.wait()
+            api.demand_news = trio.Event()
+            if w.local.update_load(Load(api.inflight_total,
+                                        api.demand.records(trio.current_time()))):
+                w.election.poke()  # our own demand changed: re-plan now
+            await trio.sleep(self.timings.demand_publish_min)
             peers = [m for m in view.members() if m.node_id != self.node_id]
             w.local.update(serving=w.children.serving(),
                            far=far_peers(peers, max_rtt, w.local.state.far))

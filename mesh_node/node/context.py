@@ -23,7 +23,7 @@ from mesh_node.node.view import MeshView
 from mesh_node.records import NodeState, Placement
 from mesh_node.security import MeshKeys
 from mesh_node.status.events import EventHub
-from mesh_node.status.view import build_status
+from mesh_node.status.view import build_status, model_status
 
 
 @dataclass
@@ -101,17 +101,29 @@ class NodeContext:
         return [seen[k] for k in sorted(seen)]
 
     def models(self) -> list[dict[str, Any]]:
+        """Entries with `status` (loaded | loading | available | unservable), the planner's
+        `reason`, and `expires_in` (seconds until it idles out; None: never)."""
         placement = self._placement()
         names = {m.node_id: (m.state.name if m.state else m.node_id) for m in self._members()}
+        offered = {m.id: m for m in self._election.models}
         out = []
         for e in self._entries():
             mp = placement.for_model(e["id"])
-            routes = self.routes(e["id"])
+            ready = bool(self.routes(e["id"]))
+            wm = offered.get(e["id"])
             out.append({**e, "mode": mp.mode if mp else "unplanned",
                         "hosts": [names.get(h, h) for h in (mp.hosts if mp else ())],
                         "served_as": mp.served_as if mp else None,
-                        "ready": bool(routes)})
+                        "ready": ready, "status": model_status(mp, ready),
+                        "reason": mp.reason if mp else "",
+                        "expires_in": wm.expires_in if wm is not None else None})
         return out
+
+    def model_state(self, model_id: str) -> tuple[str, str]:
+        mp = self._placement().for_model(model_id)
+        if not self._planned():
+            return "unplanned", "no placement yet"
+        return model_status(mp, bool(self.routes(model_id))), mp.reason if mp else ""
 
     def resolve(self, name: str) -> str | None:
         return resolve_name(name, self._entries())

@@ -61,7 +61,10 @@ class LocalState:
             self.state = new
             self.gossip.set_local_state(encode_state(new))
 
-    def update_load(self, load: Load) -> None:
-        if load != self.load:
-            self.load = load
-            self.gossip.set_local_load(encode_load(load))
+    def update_load(self, load: Load) -> bool:
+        """Publish `load` if it changed; True when it did."""
+        if load == self.load:
+            return False
+        self.load = load
+        self.gossip.set_local_load(encode_load(load))
+        return True

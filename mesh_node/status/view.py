@@ -47,6 +47,20 @@ def _ready_hosts(p: ModelPlacement, members: Mapping[str, MemberView]) -> list[s
     return [h for h in p.hosts if h in members and members[h].serves(p.model)]
 
 
+def model_status(p: ModelPlacement | None, ready: bool) -> str:
+    """loaded (a host is ready) | loading (placed, or a request waits for memory) | available
+    (loads on request) | unservable (fits nowhere, or nothing can run it) | unplanned."""
+    if ready:
+        return "loaded"
+    if p is None:
+        return "unplanned"
+    if p.mode == "unservable":
+        return "unservable"
+    if p.mode in ("solo", "split") or p.waiting:
+        return "loading"
+    return "available"
+
+
 def placement_entries(placement: Placement, members: Sequence[MemberView]) -> list[dict[str, Any]]:
     """The placement with names, reasons and readiness (ready: some host says so in gossip)."""
     states = {m.node_id: m.state for m in members if m.state is not None}
@@ -58,6 +72,7 @@ def placement_entries(placement: Placement, members: Sequence[MemberView]) -> li
         "workers": [{"id": w.node_id, "name": names.get(w.node_id, ""), "weight": w.weight}
                     for w in p.workers],
         "reason": p.reason, "served_as": p.served_as, "ready": bool(_ready_hosts(p, by_id)),
+        "status": model_status(p, bool(_ready_hosts(p, by_id))),
     } for p in sorted(placement.models, key=lambda x: x.model)]
 
 
@@ -72,7 +87,8 @@ def model_entries(placement: Placement, members: Sequence[MemberView]) -> list[d
                     "backend": p.backend if p else e["backend"],
                     "mode": p.mode if p else "unplanned",
                     "hosts": list(p.hosts) if p else [],
-                    "ready": bool(p and _ready_hosts(p, by_id))})
+                    "ready": bool(p and _ready_hosts(p, by_id)),
+                    "status": model_status(p, bool(p and _ready_hosts(p, by_id)))})
     return out
 
 

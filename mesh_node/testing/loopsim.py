@@ -6,8 +6,12 @@ and a fake backend per role that publishes `starting`, then `ready` after a load
 `BackendChildren.serving` words its records. The FakeLan clock drives everything, so a run of
 minutes takes milliseconds and every run is reproducible from its seed.
 
-The sim records what the properties need: every node's placement over time, each backend start,
-and when each node first saw each other node dead.
+The sim records what the properties need: every node's placement over time, each backend start
+and stop, and when each node first saw each other node dead. Client requests (`request`) go
+through the real `DemandBook` and are gossiped as the node gossips them (at once when new, else
+every load_publish); a stopped backend holds its memory for `stop_s` and, like the node's
+election step (which awaits each stop), the node starts nothing meanwhile. Every slice checks
+that no node runs more model memory than it offers.
 """
 
 from __future__ import annotations
@@ -16,19 +20,22 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from mesh_node.api.demand import DemandBook
 from mesh_node.election.control import decide
 from mesh_node.election.roles import HostRole
+from mesh_node.election.rules import need_bytes
 from mesh_node.gossip.fakelan import FakeLan, LinkModel, sim_addr
 from mesh_node.gossip.swim import Swim
 from mesh_node.node.view import MeshView
 from mesh_node.records import (
     BackendCapability,
+    Load,
     ModelSummary,
     NodeState,
     Placement,
     Serving,
 )
-from mesh_node.records_wire import encode_state
+from mesh_node.records_wire import encode_load, encode_state
 from mesh_node.timing import DEFAULT_TIMINGS, Timings
 
 LLAMA = BackendCapability("llama", "b1", ("gguf",), True, True)
@@ -61,6 +68,11 @@ class SimNode:
     planned: bool = False
     last_sig: object = None
     last_step: float = -1e9
+    book: DemandBook = field(default_factory=DemandBook)
+    requests: list[tuple[float, str]] = field(default_factory=list)  # (ends at, model)
+    news: bool = False
+    load_at: float = -1e9
+    stopping: dict[str, float] = field(default_factory=dict)  # model -> memory freed at
 
     def __post_init__(self) -> None:
         self.view = MeshView(self.core.members)
@@ -83,6 +95,7 @@ class Record:
 
     placements: list[tuple[float, str, tuple[object, ...]]] = field(default_factory=list)
     starts: list[tuple[float, str, str]] = field(default_factory=list)  # (t, node, model/role)
+    stops: list[tuple[float, str, str]] = field(default_factory=list)  # (t, node, model)
     seen_dead: dict[tuple[str, str], float] = field(default_factory=dict)  # (observer, peer)
     violations: list[str] = field(default_factory=list)
 
@@ -91,25 +104,38 @@ class LoopSim:
     """N nodes on the fake LAN, each closing the control loop."""
 
     def __init__(self, seed: int, timings: Timings = DEFAULT_TIMINGS,
-                 link: LinkModel | None = None) -> None:
+                 link: LinkModel | None = None, stop_s: float = 0.5) -> None:
         self.lan = FakeLan(seed=seed, timings=timings, link=link)
         self.t = timings
+        self.stop_s = stop_s
         self.nodes: dict[str, SimNode] = {}
         self.rec = Record()
+        self.memory: dict[str, int] = {}  # model id -> memory_bytes, from the catalogs
 
     # --- building ---------------------------------------------------------------------
     def add(self, i: int, memory_mib: int, catalog: Iterable[ModelSummary],
-            seeds: Iterable[int] = (), load_s: float = 2.0) -> SimNode:
-        """Start node n{i} now, offering `memory_mib`, holding `catalog`, push-pulling with
-        nodes `seeds`."""
+            seeds: Iterable[int] = (), load_s: float = 2.0, preload: bool = True,
+            idle_unload: int = 900, max_replicas: int = 8) -> SimNode:
+        """Start node n{i} now, offering `memory_mib`, holding `catalog` (preloaded, as an
+        eager mesh would place it, unless `preload` is False: then models load on request),
+        push-pulling with nodes `seeds`."""
         addr = sim_addr(i)
         memory = memory_mib << 20
+        catalog = tuple(catalog)
+        self.memory.update({m.id: m.memory_bytes for m in catalog})
         state = NodeState(f"n{i}", f"node{i}", addr[0], 9337, addr[1], memory, memory, (LLAMA,),
-                          tuple(catalog))
+                          catalog, preload=tuple(m.id for m in catalog) if preload else (),
+                          idle_unload=idle_unload, max_replicas=max_replicas)
         core = self.lan.add_node(i, seeds=[sim_addr(s) for s in seeds], state=encode_state(state))
         node = SimNode(i, core, state, self.lan.now, load_s)
         self.nodes[node.id] = node
         return node
+
+    def request(self, i: int, model_id: str, seconds: float, keep: int | None = None) -> None:
+        """A client request for `model_id` entering through node n{i} now, open `seconds`."""
+        node = self.nodes[f"n{i}"]
+        node.news |= node.book.begin(model_id, keep, self.lan.now)
+        node.requests.append((self.lan.now + seconds, model_id))
 
     def crash(self, i: int) -> None:
         self.lan.crash(sim_addr(i))
@@ -142,11 +168,34 @@ class LoopSim:
         """The join gate of ElectionService: a peer met, or the join window over."""
         return len(node.core.table) > 1 or now - node.started >= self.t.join_window
 
+    def _demand(self, node: SimNode, now: float) -> None:
+        """End due requests; gossip the demand as the node does (news at once, else timer)."""
+        for end, model_id in [r for r in node.requests if r[0] <= now]:
+            node.requests.remove((end, model_id))
+            node.news |= node.book.end(model_id, now)
+        if node.news or now - node.load_at >= self.t.load_publish:
+            node.news, node.load_at = False, now
+            inflight = sum(node.book.inflight(m) for m in self.memory)
+            node.core.set_local_load(encode_load(Load(inflight, node.book.records(now))))
+            self.lan._reschedule(node.core.addr)
+
+    def _memory_check(self, node: SimNode, now: float) -> None:
+        for model_id, until in list(node.stopping.items()):
+            if until <= now:
+                del node.stopping[model_id]
+        held = [*(m for m, c in node.hosts.items() if not c.workers), *node.stopping]
+        used = sum(need_bytes(self.memory.get(m, 0), node.state.headroom) for m in held)
+        if used > node.state.memory_offered:
+            self.rec.violations.append(f"t={now:.1f} {node.id} runs {sorted(held)}: "
+                                       f"{used >> 20} MiB > {node.state.memory_offered >> 20}")
+
     def _step(self, node: SimNode, now: float) -> None:
+        self._demand(node, now)
+        self._memory_check(node, now)
         self._publish(node, now)  # backends that became ready since the last slice
         if not self._joined(node, now):
             return
-        sig = tuple((m.node, m.status, m.incarnation, m.state_version)
+        sig = tuple((m.node, m.status, m.incarnation, m.state_version, m.load)
                     for m in node.core.members())
         due = sig != node.last_sig or now - node.last_step >= self.t.election_recheck
         if not due:
@@ -159,7 +208,9 @@ class LoopSim:
             self._check_dead_not_named(node, d.placement, now)
         node.placement, node.planned = d.placement, True
         for model in d.stop_hosts:
-            del node.hosts[model]
+            if not node.hosts.pop(model).workers:  # a split's shares are not checked here
+                node.stopping[model] = now + self.stop_s
+            self.rec.stops.append((now, node.id, model))
         if d.worker_for:
             if node.worker is None:
                 node.worker = _Child("worker", now, now + 0.5)
@@ -168,6 +219,9 @@ class LoopSim:
         else:
             node.worker, node.worker_models = None, ()
         for role in d.start_hosts:
+            if node.stopping:  # the node's step awaits each stop before it starts anything
+                node.last_sig = None  # so the next slice steps again
+                break
             self._ensure_host(node, role, now)
         self._publish(node, now)
 

@@ -57,6 +57,8 @@ def apilab_node_toml(name: str, data_dir: Path, *, demo: bool, peers: Sequence[s
         base = base.replace("[api]\n", f"[api]\nollama_port = {ollama_port}\n", 1)
     if mlx_dir is not None:
         base = base.replace("model_dirs = []", f"model_dirs = [{json.dumps(str(mlx_dir))}]", 1)
+        # the lab serves it from the start (models found in model_dirs load on request)
+        base += f"\n[[models]]\npath = {json.dumps(str(mlx_dir / APILAB_MLX))}\npreload = true\n"
     if not demo:
         return base
     toml: str = base.replace("demo_model = false", "demo_model = true", 1)
@@ -64,5 +66,5 @@ def apilab_node_toml(name: str, data_dir: Path, *, demo: bool, peers: Sequence[s
     path = apilab_place_demo(data_dir)
     if replicas > 1:
         # no alias on purpose: the path alone must name the model for the election
-        toml += f'\n[[models]]\npath = "{path}"\nreplicas = {replicas}\n'
+        toml += f'\n[[models]]\npath = "{path}"\nreplicas = {replicas}\npreload = true\n'
     return toml

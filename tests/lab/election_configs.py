@@ -43,6 +43,7 @@ class ElabModel:
     path: Path
     alias: str | None = None
     replicas: int = 1
+    preload: bool = True  # these labs place models at start (demand-driven loading: issue 13)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ def elab_toml(n: ElabNode) -> str:
     for m in n.models:
         lines += ["[[models]]", f'path = "{m.path}"']
         lines += [f'alias = "{m.alias}"'] if m.alias else []
-        lines += [f"replicas = {m.replicas}", ""]
+        lines += [f"replicas = {m.replicas}", f"preload = {'true' if m.preload else 'false'}",
+                  ""]
     return "\n".join(lines)
 
 

@@ -22,7 +22,8 @@ ENTRY = CatalogEntry("m", Path("/m.gguf"), "gguf", "llama", GIB, GIB, "Q4_K_M", 
 def node(nid: str, mem: int, holds: bool, serving: tuple[Serving, ...] = ()) -> NodeState:
     return NodeState(node_id=nid, name=nid, address=f"10.0.0.{ord(nid[0]) % 250}", api_port=9337,
                      gossip_port=9338, memory_offered=mem, memory_free=mem, capabilities=(LLAMA,),
-                     catalog=(MODEL,) if holds else (), serving=serving)
+                     catalog=(MODEL,) if holds else (), serving=serving,
+                     preload=("m",) if holds else ())  # wanted from the start (issue 13)
 
 
 class FakeChildren:

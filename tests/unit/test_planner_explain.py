@@ -28,7 +28,7 @@ def _explain_states() -> list[NodeState]:
     tiny_mlx = ModelSummary("q", "q", "mlx", "mlx", 5 * GIB, 5 * GIB)
     return [
         NodeState("id-a", "studio", "10.0.0.1", 9337, 9338, 5 * GIB // 2, 0, (LLAMA, MLX),
-                  (big, small, tiny_mlx)),
+                  (big, small, tiny_mlx), preload=("big", "small", "q")),
         NodeState("id-b", "mini", "10.0.0.2", 9337, 9338, 2 * GIB, 2 * GIB, (LLAMA,)),
     ]
 

@@ -61,7 +61,8 @@ def node_state(draw: st.DrawFn, nid: str, pool: list[ModelSummary]) -> NodeState
                  for m in draw(st.lists(st.sampled_from(pool), max_size=1)))
     mem = draw(st.integers(0, 48)) * QUARTER_GIB + draw(st.integers(0, 5))
     return NodeState(nid, f"name-{nid}", f"10.1.0.{NODE_IDS.index(nid)}", 9337, 9338, mem, 0,
-                     caps, catalog, serving, pins=pins, replicas=reps)
+                     caps, catalog, serving, pins=pins, replicas=reps,
+                     preload=tuple(m.id for m in catalog))  # every model wanted, as before
 
 
 @st.composite

@@ -52,8 +52,8 @@ def test_status_view_model_entries() -> None:
     entries = {e["id"]: e for e in model_entries(sample_placement(), sample_members())}
     assert entries[GEMMA.id] == {"id": GEMMA.id, "aliases": ["gemma"], "key": "gemma-3-270m",
                                  "backend": "llama", "mode": "solo", "hosts": ["n1"],
-                                 "ready": True}
-    assert entries[QWEN.id]["ready"] is False
+                                 "ready": True, "status": "loaded"}
+    assert entries[QWEN.id]["ready"] is False and entries[QWEN.id]["status"] == "loading"
     assert model_entries(Placement(), sample_members())[0]["mode"] == "unplanned"
 
 

@@ -3,18 +3,22 @@ chat completions, model names, and the model listings (/api/tags, /api/ps, /api/
 
 Ollama names resolve like OpenAI ones, after its own habits: `name:latest` is `name`, and
 `name:tag` is also tried as `name-tag` (so `gemma-3-270m:q4_k_m` finds `gemma-3-270m-q4_k_m`).
-`keep_alive` is accepted and ignored: what is loaded, and where, is the mesh's placement
-(demand-driven placement does not exist yet), so /api/ps shows placed models as never
-expiring.
+`keep_alive` is honoured (`keep_alive_seconds`): a request's keep-alive replaces the model's
+idle window in the mesh's demand (0: unload once answered; negative: keep loaded), and /api/ps
+shows when each loaded model idles out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
+from collections.abc import Callable
 from typing import Any
 
 from mesh_node.api import errors
+from mesh_node.records import KEEP_FOREVER
 
 VERSION = "0.12.0"  # the Ollama API version whose shapes these follow
 EPOCH = "1970-01-01T00:00:00Z"  # modification times are not gossiped
@@ -27,6 +31,38 @@ _OPTIONS = {"num_predict": "max_tokens", "temperature": "temperature", "top_p": 
 # Verbs that manage models on one Ollama server; the mesh's models come from each node's
 # catalog ([[models]], model_dirs), never from a registry.
 UNSUPPORTED = ("pull", "push", "create", "copy", "delete")
+
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def keep_alive_seconds(doc: object) -> int | None:
+    """A request's `keep_alive` in whole seconds (Ollama: a number of seconds or a Go duration
+    such as "5m" or "1h30m"; negative keeps the model loaded: KEEP_FOREVER); None when absent.
+    ApiError 400 when it is neither."""
+    if not isinstance(doc, dict) or doc.get("keep_alive") is None:
+        return None
+    v = doc["keep_alive"]
+    seconds: float | None = None
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        seconds = float(v)
+    elif isinstance(v, str) and v.strip():
+        text = v.strip()
+        sign = -1.0 if text.startswith("-") else 1.0
+        body = text.lstrip("+-")
+        try:
+            seconds = sign * float(body)
+        except ValueError:
+            parts = _GO_DURATION.findall(body)
+            if parts and "".join(n + u for n, u in parts) == body:
+                seconds = sign * sum(float(n) * _UNIT_S[u] for n, u in parts)
+    if seconds is None or not math.isfinite(seconds):
+        raise _bad(f"keep_alive: expected a number of seconds or a duration like \"5m\", "
+                   f"got {json.dumps(v)}")
+    if seconds < 0:
+        return KEEP_FOREVER
+    return min(int(math.ceil(seconds)), 1 << 40)
 
 
 def name_candidates(name: str) -> list[str]:
@@ -161,13 +197,21 @@ def _model(e: dict[str, Any]) -> dict[str, Any]:
 
 
 def tags(models: list[dict[str, Any]]) -> dict[str, Any]:
-    """/api/tags: every model the mesh knows."""
-    return {"models": [_model(e) for e in models]}
+    """/api/tags: every model the mesh knows, with its `status` (loaded, loading, available,
+    unservable: an addition of ours; Ollama's clients ignore unknown keys)."""
+    return {"models": [_model(e) | {"status": e.get("status", "")} for e in models]}
 
 
-def ps(models: list[dict[str, Any]]) -> dict[str, Any]:
-    """/api/ps: models with a ready host, and where (`hosts`, an addition of ours)."""
-    return {"models": [_model(e) | {"expires_at": NEVER, "size_vram": 0,
+def ps(models: list[dict[str, Any]], rfc3339: Callable[[float], str] | None = None,
+       now: float = 0.0) -> dict[str, Any]:
+    """/api/ps: models with a ready host, and where (`hosts`, an addition of ours); each
+    expires when its idle window (or keep-alive) runs out after the last request (`NEVER` for
+    pinned, preloaded or kept-forever models). `rfc3339` formats a wall-clock second."""
+    def expires(e: dict[str, Any]) -> str:
+        left = e.get("expires_in")
+        return NEVER if left is None or rfc3339 is None else rfc3339(now + float(left))
+
+    return {"models": [_model(e) | {"expires_at": expires(e), "size_vram": 0,
                                     "hosts": list(e.get("hosts") or [])}
                        for e in models if e.get("ready")]}
 
