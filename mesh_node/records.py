@@ -44,10 +44,15 @@ class ModelSummary:
     size_bytes: int
     memory_bytes: int  # estimated to serve: weights + KV cache
     aliases: tuple[str, ...] = ()
+    # issue 14: sha256 of the file (MLX: of its manifest), "" until computed in the background;
+    # the same digest is the same model whatever its name (transfer/digest.py)
+    digest: str = ""
+    copied: bool = False  # a copy this node fetched from a peer into its model store
 
     def to_wire(self) -> dict[str, Any]:
         return {"i": self.id, "k": self.key, "b": self.backend, "f": self.format,
-                "s": self.size_bytes, "m": self.memory_bytes, "a": list(self.aliases)}
+                "s": self.size_bytes, "m": self.memory_bytes, "a": list(self.aliases),
+                "d": self.digest, "cp": self.copied}
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,10 @@ class NodeState:
     replicas: tuple[tuple[str, int], ...] = ()  # (model id/alias, replicas) from config
     headroom: float = 1.1  # this node's [election] headroom; the mesh plans with the largest
     far: tuple[str, ...] = ()  # peers this node measured beyond its [election] max_rtt_ms
+    # issue 14: bytes this node can take into its model store now (0: it takes no copies), and
+    # whether it serves its files to peers ([node] share_models)
+    store_free: int = 0
+    shares: bool = True
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -109,7 +118,8 @@ class NodeState:
             "sv": [s.to_wire() for s in self.serving],
             "v": self.version, "rp": self.rpc_port,
             "pin": [list(p) for p in self.pins], "rep": [list(r) for r in self.replicas],
-            "hr": self.headroom, "far": list(self.far),
+            "hr": self.headroom, "far": list(self.far), "sf": self.store_free,
+            "sh": self.shares,
         }
 
     def capability(self, backend: str) -> BackendCapability | None:

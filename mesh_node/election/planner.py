@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mesh_node.election.moves import copy_can_solo
 from mesh_node.election.rules import (
     fmt_bytes,
     fmt_need,
@@ -104,6 +105,8 @@ def _keep(s: Snapshot, m: WantedModel, led: _Ledger, check_pin: bool = True
     if check_pin and _pin_pending(s, m, hosts):
         return None
     if prev is not None and prev.mode == "split":
+        if copy_can_solo(s, m, led.free):  # issue 14: the copy made to end this split landed
+            return None
         return _keep_split(s, m, prev, led)
     return _keep_solo(s, m, hosts, led)
 
