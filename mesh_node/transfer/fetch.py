@@ -133,6 +133,7 @@ class Fetch:
     async def _pull(self, src: Source, asm: Assembly, fd: int) -> None:
         send, recv = trio.open_memory_channel[tuple[int, bytearray]](1)
         error: list[str] = []
+        bad: int | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._receive, src, asm, send, error)
             async with recv:
@@ -144,16 +145,19 @@ class Fetch:
                         self.counters["transfer_bytes_fetched"] += len(data)
                         self.progress.update(asm.offset, trio.current_time())
                         continue
-                    asm.reject(index)
-                    self.counters["transfer_chunks_refetched"] += 1
-                    self.progress.refetched_chunks += 1
-                    log.warning("transfer_chunk_corrupt", model=self.job.model, peer=src.name,
-                                chunk=index, offset=start)
-                    error.append(f"chunk {index} does not match its hash")
+                    bad = index
                     nursery.cancel_scope.cancel()
-                    self._failed(src, error[-1], corrupt=True)
-                    return
-        if error:
+                    break
+        if bad is not None:
+            # only now: the receiver may have fed bytes of this holder's answer after the
+            # chunk was handed out; the reject drops them all with the chunk
+            asm.reject(bad)
+            self.counters["transfer_chunks_refetched"] += 1
+            self.progress.refetched_chunks += 1
+            log.warning("transfer_chunk_corrupt", model=self.job.model, peer=src.name,
+                        chunk=bad, offset=asm.offset)
+            self._failed(src, f"chunk {bad} does not match its hash", corrupt=True)
+        elif error:
             self._failed(src, error[0])
         else:
             self.holders.succeeded(src.node_id)
@@ -164,12 +168,14 @@ class Fetch:
         path = f"{BLOBS}/{self.job.digest}"
         offset = asm.offset
         self.progress.state = "fetching"
+        log.info("transfer_range", model=self.job.model, peer=src.name, offset=offset)
         async with send:
             try:
                 headers = self.sign(src, "GET", path) | {"range": f"bytes={offset}-"}
                 async with self.client.stream("GET", src.url + path, headers=headers) as r:
                     _check_answer(r, offset, asm.manifest.size)
                     async for data in r.aiter_raw():
+                        self.counters["transfer_bytes_received"] += len(data)
                         for chunk in asm.feed(data):
                             await send.send(chunk)
                         self._tick(asm)
@@ -232,6 +238,6 @@ def _resume_point(part: Path, man: Manifest) -> int:
 
 
 def counters_zero() -> dict[str, Any]:
-    return {"transfer_bytes_fetched": 0, "transfer_chunks_refetched": 0,
+    return {"transfer_bytes_fetched": 0, "transfer_bytes_received": 0, "transfer_chunks_refetched": 0,
             "transfers_completed": 0, "transfers_failed": 0, "blob_bytes_served": 0,
             "blob_requests_refused": 0}
