@@ -41,7 +41,7 @@ class Assembly:
     def done(self) -> bool:
         return self.verified == self.manifest.size
 
-    def feed(self, data: bytes | memoryview) -> list[tuple[int, bytearray]]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[int, bytearray]]:
         """Take received bytes; the chunks they complete, as (index, bytes)."""
         out: list[tuple[int, bytearray]] = []
         view = memoryview(data)

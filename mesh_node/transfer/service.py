@@ -16,7 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import structlog
 import trio
 
@@ -73,10 +72,8 @@ class TransferService:
     # --- running --------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
-        timeout = httpx.Timeout(self.t.transfer_stall_timeout,
-                                connect=self.t.transfer_connect_timeout)
-        async with httpx.AsyncClient(timeout=timeout) as client, trio.open_nursery() as n:
-            self._client, self._nursery = client, n
+        async with trio.open_nursery() as n:
+            self._nursery = n
             await self._refresh_room()
             task_status.started()
             n.start_soon(self._digest_all)
@@ -175,8 +172,7 @@ class TransferService:
             if evicted is None:
                 raise OSError(f"no room for {job.size} bytes in {self.store.root}")
             self._forget([c.model for c in evicted])
-            fetch = Fetch(job, lambda: self._sources(job.digest, prefer), self._client,
-                          self._sign, self.store, prog, self.t, self.counters)
+            fetch = Fetch(job, lambda: self._sources(job.digest, prefer), self._sign, self.store, prog, self.t, self.counters)
             dest = await fetch.run()
             await self._landed(job, dest, fetch)
         except OSError as exc:

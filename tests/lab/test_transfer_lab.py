@@ -6,6 +6,8 @@ catalog. Every wait is bounded.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import subprocess
 import time
@@ -23,6 +25,7 @@ from election_configs import (
     elab_kill_host,
 )
 from netlab import Lab, NodeProc
+from netlab_proc import mesh_node_bin
 from transfer_configs import (
     sha256_file,
     tlab_local,
@@ -215,3 +218,30 @@ def test_corrupted_chunk_is_detected_and_refetched(lab_factory: Any, tlab_gguf: 
     assert corrupt and corrupt[0]["peer"] == "tlab1" and corrupt[0]["chunk"] == 5, corrupt
     assert sha256_file(Path(tlab_local(st)["path"])) == sha256_file(tlab_gguf)  # type: ignore[index]
     assert st["counters"]["transfer_chunks_refetched"] >= 1
+
+
+def test_pull_copies_a_model_ahead_of_time(lab_factory: Any, tlab_gguf: Path,
+                                           tlab_memory: int) -> None:
+    """`mesh-node pull`: no placement asks for the copy (the holder serves it solo), the CLI
+    fetches it anyway; result on stdout, exit 0, the copy in the node's catalog."""
+    lab: Lab = lab_factory(2)
+    tlab_seed(lab, tlab_gguf, {1})
+    specs = [dataclasses.replace(s, memory_bytes=tlab_memory * 4) for s in
+             tlab_specs(lab, tlab_memory, {1})]
+    holder, other = tlab_start(lab, specs)
+    holder.wait_for(_digest_known, 60)
+    other.wait_for(lambda st: any(tlab_local_any(st, m) for m in (GEMMA_ID,)), 60)
+    assert tlab_transfer(other.status()) is None  # solo on the holder: nothing to move
+    cp = lab.host(2).exec([str(mesh_node_bin()), "pull", GEMMA_ID, "--url", other.base_url,
+                           "--json"], timeout=120)
+    doc = json.loads(cp.stdout)
+    assert doc["state"] == "verified" and doc["source"] == "tlab1", doc
+    st = other.status()
+    assert _copied(st) and tlab_local(st)["digest"] == doc["digest"]  # type: ignore[index]
+    screen = lab.host(2).exec([str(mesh_node_bin()), "status", "--url", other.base_url]).stdout
+    assert "Transfers" in screen and "verified" in screen
+
+
+def tlab_local_any(st: dict[str, Any], model: str) -> bool:
+    """The mesh catalog (every node's) lists the model."""
+    return any(e.get("id") == model for e in st.get("catalog", []))

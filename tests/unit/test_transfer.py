@@ -342,9 +342,8 @@ async def _fetch(tmp_path: Path, data: bytes, files: list[bytes], nursery: trio.
     store = Store(tmp_path / "store", None)
     sources = [Source(h.ctx.node_id, h.ctx.node_id, h.url) for h in holders]
     t = Timings(transfer_retry_min=0.01, transfer_retry_max=0.05)
-    async with httpx.AsyncClient() as client:
-        dest = await Fetch(FetchJob("org/m", man.digest, man.size), lambda: sources, client,
-                           sign, store, prog, t, counters).run()
+    dest = await Fetch(FetchJob("org/m", man.digest, man.size), lambda: sources, sign, store,
+                       prog, t, counters).run()
     return dest, counters, prog
 
 
@@ -379,3 +378,22 @@ async def test_fetch_resumes_from_the_byte_reached_when_a_holder_is_lost(tmp_pat
     assert dest.read_bytes() == data
     assert counters["transfer_bytes_received"] == len(data)  # no byte crossed twice
     assert prog.refetched_chunks == 0
+
+
+# --- visible: the CLI's progress bar and status section -----------------------------------------
+
+def test_progress_line_and_status_section() -> None:
+    from mesh_node.cli.pull import progress_line, render_transfers
+    from mesh_node.cli.render import render_status
+
+    t = {"model": "gemma", "digest": "d", "state": "fetching", "source": "studio",
+         "bytes": 50 * 1024 * 1024, "total": 200 * 1024 * 1024, "rate_bps": 25 * 1024 * 1024,
+         "eta_s": 6.0}
+    line = progress_line(t)
+    assert line.startswith("[" + "#" * 7 + "." * 23 + "]  25%")
+    assert "50.0 MiB / 200.0 MiB" in line and "25.0 MiB/s" in line and "ETA 6.0 s" in line
+    assert line.endswith("from studio")
+    assert render_transfers([], []) == ""
+    moves = [{"model": "gemma", "target": "abcdef123456", "reason": "copy from a: solo on b"}]
+    screen = render_status({"node": {}, "mesh": {}, "transfers": [t], "moves": moves})
+    assert "Transfers\ngemma  [" in screen and "copy from a: solo on b" in screen
