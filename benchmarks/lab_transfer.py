@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from datetime import datetime
@@ -73,6 +74,41 @@ def fetch_once(url: str, node_id: str, digest: str, size: int, out: str) -> None
         return time.perf_counter() - t0
 
     print(json.dumps({"seconds": trio.run(main)}))
+
+
+def get_once(url: str, node_id: str, digest: str) -> None:
+    """Inside h2: the blob GET alone (signed, body discarded): the holder's serving path and
+    the network, without hashing or disk; prints seconds."""
+    import trio
+    from election_configs import ELAB_MESH, ELAB_SECRET
+
+    from mesh_node.api.meshauth import forward_headers
+    from mesh_node.security import derive_keys
+    from mesh_node.transfer.http import get
+
+    keys = derive_keys(ELAB_SECRET, ELAB_MESH)
+    path = f"/mesh/v1/blobs/{digest}"
+
+    async def main() -> float:
+        h = forward_headers(keys.http_key, "bench", node_id, "bench", "GET", path, b"",
+                            time.time())
+        t0 = time.perf_counter()
+        async with get(url + path, h | {"range": "bytes=0-"}, 5, 20) as a:
+            async for _ in a.body():
+                pass
+        return time.perf_counter() - t0
+
+    print(json.dumps({"seconds": trio.run(main)}))
+
+
+def curl_fsync_once(url: str, out: str) -> None:
+    """Inside h2: curl to a file, then fsync it (a durable copy, as the fetcher makes)."""
+    t0 = time.perf_counter()
+    subprocess.run(["curl", "-sS", "-o", out, url], check=True)
+    fd = os.open(out, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    print(json.dumps({"seconds": time.perf_counter() - t0}))
 
 
 def _ts(ev: dict[str, Any]) -> float:
@@ -128,7 +164,13 @@ def main() -> None:
         url = f"http://{h1.addr}:{NGINX_PORT}/{gguf.name}"
         out = h2.workdir / "bench-out"
         curl_s: list[float] = []
+        curl_sync_s: list[float] = []
+        get_s: list[float] = []
         mesh_s: list[float] = []
+
+        def me(*argv: str) -> float:
+            cp = h2.exec([sys.executable, __file__, *argv], timeout=300)
+            return float(json.loads(cp.stdout.strip().splitlines()[-1])["seconds"])
         for _ in range(args.runs):
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
@@ -136,17 +178,27 @@ def main() -> None:
                           url], timeout=120)
             assert (out / "curl.gguf").stat().st_size == size
             curl_s.append(float(cp.stdout))
+            (out / "curl.gguf").unlink()
+            curl_sync_s.append(me("--curl-fsync-once", url, str(out / "curl.gguf")))
+            get_s.append(me("--get-once", small.base_url, holder_id, digest))
             shutil.rmtree(out, ignore_errors=True)
-            cp = h2.exec([sys.executable, __file__, "--fetch-once", small.base_url, holder_id,
-                          digest, str(size), str(out)], timeout=300)
-            mesh_s.append(json.loads(cp.stdout.strip().splitlines()[-1])["seconds"])
+            mesh_s.append(me("--fetch-once", small.base_url, holder_id, digest, str(size),
+                             str(out)))
         mb = size / 1e6
         doc = {
             "date": time.strftime("%Y-%m-%d"), "file_bytes": size, "runs": args.runs,
-            "nginx_curl_s": curl_s, "mesh_fetch_s": mesh_s,
+            "load_average": os.getloadavg(),
+            "nginx_curl_s": curl_s, "nginx_curl_fsync_s": curl_sync_s,
+            "mesh_get_only_s": get_s, "mesh_fetch_s": mesh_s,
             "nginx_MBps_median": round(mb / statistics.median(curl_s), 1),
+            "nginx_fsync_MBps_median": round(mb / statistics.median(curl_sync_s), 1),
+            "mesh_get_only_MBps_median": round(mb / statistics.median(get_s), 1),
             "mesh_MBps_median": round(mb / statistics.median(mesh_s), 1),
             "ratio_median": round(statistics.median(curl_s) / statistics.median(mesh_s), 3),
+            "ratio_durable_median": round(statistics.median(curl_sync_s)
+                                          / statistics.median(mesh_s), 3),
+            "ratio_get_only_median": round(statistics.median(curl_s)
+                                           / statistics.median(get_s), 3),
             **placed,
         }
     RESULTS.write_text(json.dumps(doc, indent=2) + "\n")
@@ -156,5 +208,9 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--fetch-once":
         fetch_once(*sys.argv[2:5], int(sys.argv[5]), sys.argv[6])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--get-once":
+        get_once(*sys.argv[2:5])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--curl-fsync-once":
+        curl_fsync_once(*sys.argv[2:4])
     else:
         main()

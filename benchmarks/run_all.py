@@ -19,6 +19,7 @@ SUITE: list[tuple[str, str, list[str]]] = [
     ("node_footprint", "benchmarks.node_footprint", []),
     ("lab_failover", "benchmarks.lab_failover", []),
     ("lab_split", "benchmarks.lab_split", []),
+    ("lab_transfer", "benchmarks.lab_transfer", []),
 ]
 
 

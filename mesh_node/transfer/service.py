@@ -63,6 +63,7 @@ class TransferService:
         self._active: set[str] = set()
         self._nursery: trio.Nursery | None = None
         self._touched = 0.0
+        self._failed_at: dict[str, float] = {}
         self.store_free = 0
 
     # --- what this node shares (api/blobs.py) ---------------------------------------------
@@ -142,6 +143,9 @@ class TransferService:
               why: str) -> None:
         if digest in self._active or digest in self._files or self._nursery is None:
             return
+        failed = self._failed_at.get(digest)
+        if failed is not None and trio.current_time() - failed < self.t.failed_cooldown:
+            return  # e.g. no room: not retried every plan (the failure shows in status)
         self._active.add(digest)
         self.progress[digest] = Progress(model, digest, size, trio.current_time())
         log.info("transfer_started", model=model, digest=digest[:16], size=size, reason=why)
@@ -177,6 +181,7 @@ class TransferService:
             await self._landed(job, dest, fetch)
         except OSError as exc:
             prog.state = f"failed: {exc}"
+            self._failed_at[job.digest] = trio.current_time()
             self.counters["transfers_failed"] += 1
             log.warning("transfer_failed", model=job.model, error=str(exc))
         finally:
