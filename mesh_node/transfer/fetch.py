@@ -153,7 +153,7 @@ class Fetch:
                 async for index, data in recv:
                     start, _ = asm.manifest.bounds(index)
                     want = asm.manifest.chunks[index]
-                    if await trio.to_thread.run_sync(_check_write, fd, data, start, want):
+                    if await _check_write(fd, data, start, want):
                         asm.accept(index)
                         self.counters["transfer_bytes_fetched"] += len(data)
                         self.progress.update(asm.offset, trio.current_time())
@@ -216,10 +216,23 @@ def _open_part(part: Path) -> int:
     return os.open(part, os.O_WRONLY | os.O_CREAT, 0o644)
 
 
-def _check_write(fd: int, data: bytearray, start: int, want: str) -> bool:
-    """Hash one chunk; write it at its offset only when it matches (worker thread)."""
-    if chunk_hash(data) != want:
-        return False
+async def _check_write(fd: int, data: bytearray, start: int, want: str) -> bool:
+    """Hash one chunk and write it at its offset, in two worker threads at once (each takes
+    about as long as the other here: sha256 ~340 MB/s, the disk ~170 MB/s with its sync).
+    A chunk that does not match is on disk past the verified end only: the next one written
+    there replaces it, and a restart re-verifies the .part (`_resume_point`)."""
+    ok: list[bool] = []
+
+    async def check() -> None:
+        ok.append(await trio.to_thread.run_sync(lambda: chunk_hash(data) == want))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(check)
+        await trio.to_thread.run_sync(_write, fd, data, start)
+    return ok[0]
+
+
+def _write(fd: int, data: bytearray, start: int) -> None:
     view = memoryview(data)
     while len(view):
         n = os.pwrite(fd, view, start)
@@ -227,7 +240,6 @@ def _check_write(fd: int, data: bytearray, start: int, want: str) -> bool:
     # on disk chunk by chunk, while the next chunk arrives: one fsync of the whole file at the
     # end cost as much again as the transfer (1.5 s for 253 MB here), all of it on the path
     os.fdatasync(fd)
-    return True
 
 
 def _resume_point(part: Path, man: Manifest) -> int:

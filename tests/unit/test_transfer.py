@@ -397,3 +397,18 @@ def test_progress_line_and_status_section() -> None:
     moves = [{"model": "gemma", "target": "abcdef123456", "reason": "copy from a: solo on b"}]
     screen = render_status({"node": {}, "mesh": {}, "transfers": [t], "moves": moves})
     assert "Transfers\ngemma  [" in screen and "copy from a: solo on b" in screen
+
+
+def test_copies_in_the_store_rejoin_the_catalog_after_a_restart(tmp_path: Path) -> None:
+    from mesh_node.catalog.scan import scan_catalog
+    from mesh_node.config.model import Config, NodeConfig
+
+    cfg = Config(node=NodeConfig("n", tmp_path / "data"), demo_model=False)
+    store = Store(cfg.node.store_dir, None)
+    p = store.slot("c" * 64, "org/model")
+    p.parent.mkdir(parents=True)
+    p.write_bytes(b"GGUF-not-really")
+    store.add("c" * 64, p, 15, 1.0, "org/model")
+    (p.parent / "half.gguf.part").write_bytes(b"x")  # an unfinished fetch is no model
+    entries = scan_catalog(cfg, hf_cache=tmp_path / "no-hf")
+    assert [(e.id, e.copied, e.path) for e in entries] == [("org/model", True, p)]
