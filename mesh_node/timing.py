@@ -65,6 +65,8 @@ class Timings:
     # picks the same holder up again within one period of its return
     transfer_retry_max: float = 4.0
     transfer_progress_publish: float = 0.5  # progress (bytes, rate, ETA) into status/events
+    transfer_rate_window: float = 5.0  # rate over the last 5 s: steady, yet follows a new holder
+    store_touch_interval: float = 60.0  # LRU use times of hosted copies written at most this often
     # --- status ---
     sse_keepalive: float = 15.0  # SSE comment line; lets proxies keep and clients check the stream
     cli_http_timeout: float = 5.0  # a LAN node answers /api/status in ms; 5 s means it is gone

@@ -118,9 +118,6 @@ class Holders:
             st.failures = 0
 
 
-WINDOW_S = 5.0  # rate over the last five seconds: steady, yet follows a change of holder
-
-
 @dataclass
 class Progress:
     """Progress of one fetch, as status and events show it."""
@@ -134,12 +131,13 @@ class Progress:
     state: str = "starting"  # starting | fetching | waiting: reason | verified | failed: reason
     resumed_from: int = 0
     refetched_chunks: int = 0
+    window: float = 5.0  # seconds the rate is measured over (Timings.transfer_rate_window)
     _samples: deque[tuple[float, int]] = field(default_factory=deque)
 
     def update(self, done: int, now: float) -> None:
         self.done = done
         self._samples.append((now, done))
-        while len(self._samples) > 2 and now - self._samples[0][0] > WINDOW_S:
+        while len(self._samples) > 2 and now - self._samples[0][0] > self.window:
             self._samples.popleft()
 
     def rate(self) -> float:

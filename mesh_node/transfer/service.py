@@ -36,9 +36,6 @@ from mesh_node.transfer.store import Store
 
 log = structlog.get_logger("mesh_node.transfer")
 
-TOUCH_EVERY_S = 60.0  # LRU use times of hosted copies are written at most this often
-
-
 def _single_gguf(e: CatalogEntry) -> bool:
     return e.format == "gguf" and SPLIT_RE.match(e.path.name[: -len(".gguf")]) is None \
         and e.path.name.lower().endswith(".gguf")
@@ -147,7 +144,8 @@ class TransferService:
         if failed is not None and trio.current_time() - failed < self.t.failed_cooldown:
             return  # e.g. no room: not retried every plan (the failure shows in status)
         self._active.add(digest)
-        self.progress[digest] = Progress(model, digest, size, trio.current_time())
+        self.progress[digest] = Progress(model, digest, size, trio.current_time(),
+                                         window=self.t.transfer_rate_window)
         log.info("transfer_started", model=model, digest=digest[:16], size=size, reason=why)
         self._nursery.start_soon(self._fetch, FetchJob(model, digest, size), tuple(prefer))
 
@@ -214,7 +212,7 @@ class TransferService:
 
     def _touch_hosted(self) -> None:
         now = time.time()
-        if now - self._touched < TOUCH_EVERY_S:
+        if now - self._touched < self.t.store_touch_interval:
             return
         self._touched = now
         hosted = set(self.hosted())
