@@ -38,6 +38,7 @@ from transfer_configs import (
     tlab_throttle,
     tlab_transfer,
     tlab_wait_bytes,
+    tlab_wait_log,
 )
 
 from mesh_node.api.meshauth import forward_headers
@@ -171,7 +172,7 @@ def test_kill_only_source_resumes_from_byte_reached(lab_factory: Any, tlab_gguf:
     small, big = tlab_start(lab, specs)
     tlab_wait_bytes(big, 3 * CHUNK, COPY_SERVE_S)
     elab_kill_host(lab, 1)
-    time.sleep(0.5)  # not a sync: lets the lost connection reach the fetcher's log
+    tlab_wait_log(big, "transfer_source_failed", 30)  # the fetcher saw its holder go
     reached = big.status()["counters"]["transfer_bytes_received"]
     assert 0 < reached < os.path.getsize(tlab_gguf)
     tlab_start_one(lab, 1, specs[0])  # the source returns (same data_dir, same id)
