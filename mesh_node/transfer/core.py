@@ -128,7 +128,8 @@ class Progress:
     started: float
     done: int = 0
     source: str = ""
-    state: str = "starting"  # starting | fetching | waiting: reason | verified | failed: reason
+    # starting | fetching | waiting: reason | renamed | verified (in the catalog) | failed: ...
+    state: str = "starting"
     resumed_from: int = 0
     refetched_chunks: int = 0
     window: float = 5.0  # seconds the rate is measured over (Timings.transfer_rate_window)

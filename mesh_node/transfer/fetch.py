@@ -95,7 +95,7 @@ class Fetch:
         await trio.to_thread.run_sync(self.store.add, self.job.digest, dest, man.size,
                                       time.time(), self.job.model)
         self.progress.update(man.size, trio.current_time())
-        self.progress.state = "verified"
+        self.progress.state = "renamed"  # "verified" once the copy is in the catalog (service)
         return dest
 
     # --- holders ---------------------------------------------------------------------------

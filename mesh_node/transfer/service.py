@@ -196,6 +196,7 @@ class TransferService:
         self._replace(entry)
         self.counters["transfers_completed"] += 1
         prog = self.progress[job.digest]
+        prog.state = "verified"  # only now: the copy is in the catalog (pull waits for this)
         log.info("transfer_verified", model=job.model, digest=job.digest[:16],
                  size=entry.size_bytes, seconds=round(trio.current_time() - prog.started, 2),
                  refetched_chunks=prog.refetched_chunks, resumed_from=prog.resumed_from)

@@ -363,7 +363,7 @@ async def test_fetch_refetches_a_corrupted_chunk_from_another_holder(tmp_path: P
         n.cancel_scope.cancel()
     assert dest.read_bytes() == data and dest.name == "org_m.gguf"
     assert prog.refetched_chunks == 1 and counters["transfer_chunks_refetched"] == 1
-    assert prog.state == "verified" and not dest.with_name(dest.name + ".part").exists()
+    assert prog.state == "renamed" and not dest.with_name(dest.name + ".part").exists()
 
 
 async def test_fetch_resumes_from_the_byte_reached_when_a_holder_is_lost(tmp_path: Path) -> None:
