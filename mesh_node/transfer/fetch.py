@@ -86,12 +86,12 @@ class Fetch:
         fd = await trio.to_thread.run_sync(_open_part, part)
         try:
             while not asm.done:
-                src = await self._next(man)
+                src = await self._next()
                 await self._pull(src, asm, fd)
             await trio.to_thread.run_sync(os.fsync, fd)
         finally:
             os.close(fd)
-        await trio.to_thread.run_sync(os.replace, part, dest)
+        await trio.to_thread.run_sync(_rename_durably, part, dest)
         await trio.to_thread.run_sync(self.store.add, self.job.digest, dest, man.size,
                                       time.time(), self.job.model)
         self.progress.update(man.size, trio.current_time())
@@ -99,7 +99,7 @@ class Fetch:
         return dest
 
     # --- holders ---------------------------------------------------------------------------
-    async def _next(self, man: Manifest | None = None) -> Source:
+    async def _next(self) -> Source:
         """The holder to ask now; waits (backoff) while none may be asked."""
         while True:
             srcs = self.sources()
@@ -240,6 +240,17 @@ def _write(fd: int, data: bytearray, start: int) -> None:
     # on disk chunk by chunk, while the next chunk arrives: one fsync of the whole file at the
     # end cost as much again as the transfer (1.5 s for 253 MB here), all of it on the path
     os.fdatasync(fd)
+
+
+def _rename_durably(part: Path, dest: Path) -> None:
+    """Atomic rename, then the directory synced: after a power cut the copy is either there
+    whole under its name or still a .part."""
+    os.replace(part, dest)
+    fd = os.open(dest.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _resume_point(part: Path, man: Manifest) -> int:
