@@ -132,7 +132,8 @@ class Node:
                                         view.members, children.hosted, self.events, t,
                                         self._catalog_changed)
             election = ElectionService(self.node_id, view.members, children, usable,
-                                       gossip.joined, t, self._on_placement, transfers.want)
+                                       gossip.joined, t, self._on_placement,
+                                       on_fetch=transfers.want)
             counters = Counters(gossip, view, transfers=transfers)
             ctx = NodeContext(config=cfg, node_id=self.node_id, keys=self.keys,
                               events=self.events, view=view, election=election,
