@@ -20,6 +20,7 @@ SUITE: list[tuple[str, str, list[str]]] = [
     ("lab_failover", "benchmarks.lab_failover", []),
     ("lab_split", "benchmarks.lab_split", []),
     ("lab_demand", "benchmarks.lab_demand", []),
+    ("lab_transfer", "benchmarks.lab_transfer", []),
 ]
 
 

@@ -44,10 +44,15 @@ class ModelSummary:
     size_bytes: int
     memory_bytes: int  # estimated to serve: weights + KV cache
     aliases: tuple[str, ...] = ()
+    # issue 14: sha256 of the file (MLX: of its manifest), "" until computed in the background;
+    # the same digest is the same model whatever its name (transfer/digest.py)
+    digest: str = ""
+    copied: bool = False  # a copy this node fetched from a peer into its model store
 
     def to_wire(self) -> dict[str, Any]:
         return {"i": self.id, "k": self.key, "b": self.backend, "f": self.format,
-                "s": self.size_bytes, "m": self.memory_bytes, "a": list(self.aliases)}
+                "s": self.size_bytes, "m": self.memory_bytes, "a": list(self.aliases),
+                "d": self.digest, "cp": self.copied}
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,10 @@ class NodeState:
     idle: tuple[tuple[str, int], ...] = ()  # (model id/alias, idle_unload seconds) overrides
     idle_unload: int = 900  # its [election] idle_unload (s); the mesh uses the largest
     max_replicas: int = 8  # its [election] max_replicas; the mesh uses the smallest
+    # issue 14: bytes this node can take into its model store now (0: it takes no copies), and
+    # whether it serves its files to peers ([node] share_models)
+    store_free: int = 0
+    shares: bool = True
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -117,6 +126,7 @@ class NodeState:
             "hr": self.headroom, "far": list(self.far),
             "pl": list(self.preload), "idl": [list(i) for i in self.idle],
             "iu": self.idle_unload, "mr": self.max_replicas,
+            "sf": self.store_free, "sh": self.shares,
         }
 
     def capability(self, backend: str) -> BackendCapability | None:

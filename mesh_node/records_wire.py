@@ -31,6 +31,7 @@ _ID = Annotated[str, msgspec.Meta(max_length=128)]
 _NAME = Annotated[str, msgspec.Meta(max_length=256)]
 _ADDR = Annotated[str, msgspec.Meta(max_length=64)]
 _TEXT = Annotated[str, msgspec.Meta(max_length=512)]
+_DIGEST = Annotated[str, msgspec.Meta(pattern="^([0-9a-f]{64})?$")]  # sha256 hex, or "" (unknown)
 _WEIGHT = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]  # also rejects nan and inf
 _SECONDS = Annotated[int, msgspec.Meta(ge=0, le=1 << 40)]
 MAX_DEMAND = 256  # models with demand in one node's load record (it lists recent ones only)
@@ -62,6 +63,8 @@ class _Model(msgspec.Struct):
     s: _BYTES
     m: _BYTES
     a: Annotated[list[_NAME], msgspec.Meta(max_length=16)] = []
+    d: _DIGEST = ""
+    cp: bool = False
 
 
 class _Serving(msgspec.Struct):
@@ -97,6 +100,8 @@ class _State(msgspec.Struct):
     idl: Annotated[list[tuple[_NAME, _SECONDS]], msgspec.Meta(max_length=64)] = []
     iu: _SECONDS = 900
     mr: Annotated[int, msgspec.Meta(ge=1, le=64)] = 8
+    sf: _BYTES = 0
+    sh: bool = True
 
 
 _COUNT = Annotated[int, msgspec.Meta(ge=0, le=1 << 20)]
@@ -137,11 +142,12 @@ def decode_state(raw: bytes) -> NodeState:
         node_id=w.id, name=w.n, address=w.a, api_port=w.ap, gossip_port=w.gp,
         memory_offered=w.mo, memory_free=w.mf,
         capabilities=tuple(BackendCapability(c.n, c.v, tuple(c.f), c.s, c.a, c.r) for c in w.c),
-        catalog=tuple(ModelSummary(m.i, m.k, m.b, m.f, m.s, m.m, tuple(m.a)) for m in w.cat),
+        catalog=tuple(ModelSummary(m.i, m.k, m.b, m.f, m.s, m.m, tuple(m.a), m.d,
+                                          m.cp) for m in w.cat),
         serving=tuple(Serving(s.m, s.r, s.b, s.ok, s.p, s.st, tuple(s.w), s.ra) for s in w.sv),
         version=w.v, rpc_port=w.rp, pins=tuple(w.pin), replicas=tuple(w.rep),
         headroom=w.hr, far=tuple(w.far), preload=tuple(w.pl), idle=tuple(w.idl),
-        idle_unload=w.iu, max_replicas=w.mr,
+        idle_unload=w.iu, max_replicas=w.mr, store_free=w.sf, shares=w.sh,
     )
 
 

@@ -69,6 +69,18 @@ class Timings:
     route_retry_window: float = 20.0  # a request waits at most this long for a ready host
     upstream_connect_timeout: float = 5.0
     upstream_read_timeout: float = 300.0  # a long generation on a CPU host
+    # --- model transfer (issue 14) ---
+    # no byte of a range answer for this long: the holder is gone or stuck. A 16 MiB chunk takes
+    # 0.15 s at 1 Gbit/s and 3 s over 50 Mbit/s Wi-Fi; 20 s is well past both.
+    transfer_stall_timeout: float = 20.0
+    transfer_connect_timeout: float = 5.0  # a LAN peer accepts in ms; a dead one never does
+    transfer_retry_min: float = 0.5  # capped exponential backoff while no holder answers
+    # kill -9 of a holder is declared dead in 5-8 s (README figures); retrying every 4 s at most
+    # picks the same holder up again within one period of its return
+    transfer_retry_max: float = 4.0
+    transfer_progress_publish: float = 0.5  # progress (bytes, rate, ETA) into status/events
+    transfer_rate_window: float = 5.0  # rate over the last 5 s: steady, yet follows a new holder
+    store_touch_interval: float = 60.0  # LRU use times of hosted copies written at most this often
     # --- status ---
     sse_keepalive: float = 15.0  # SSE comment line; lets proxies keep and clients check the stream
     cli_http_timeout: float = 5.0  # a LAN node answers /api/status in ms; 5 s means it is gone

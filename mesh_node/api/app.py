@@ -21,6 +21,7 @@ from starlette.routing import Route as HttpRoute
 from starlette.types import Message, Receive, Scope, Send
 
 from mesh_node.api import errors
+from mesh_node.api.blobs import BlobSource, blob_routes
 from mesh_node.api.context import MeshContext
 from mesh_node.api.dialects.base import Shaper
 from mesh_node.api.dialects.shapes import Dialect, dialect_of, error_body
@@ -313,8 +314,10 @@ def _crash(request: Request, exc: Exception) -> Response:
 
 def build_app(ctx: MeshContext, timings: Timings, *,
               transport: httpx.AsyncBaseTransport | None = None,
-              wall: Callable[[], float] = time.time) -> Starlette:
-    """The API app for one node; `transport` replaces the network in tests."""
+              wall: Callable[[], float] = time.time,
+              blobs: BlobSource | None = None) -> Starlette:
+    """The API app for one node; `transport` replaces the network in tests; `blobs`: the
+    node's model files for its peers and `mesh-node pull` (issue 14, api/blobs.py)."""
     upstream = transport or H11Transport()  # lean keep-alive pool: see api/upstream.py
     api = _Api(ctx, timings, upstream, wall)
     ollama = OllamaApi(api, wall)
@@ -339,6 +342,7 @@ def build_app(ctx: MeshContext, timings: Timings, *,
         HttpRoute("/healthz", api.healthz, methods=["GET"]),
         HttpRoute("/readyz", api.readyz, methods=["GET"]),
         HttpRoute("/", api.dashboard, methods=["GET"]),
+        *(blob_routes(api, blobs) if blobs is not None else []),
     ]
     handlers: dict[Any, Any] = {errors.ApiError: _api_error, HTTPException: _http_error,
                                 Exception: _crash}

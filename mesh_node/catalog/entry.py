@@ -31,12 +31,15 @@ class CatalogEntry:
     params: int | None = None
     error: str | None = None  # set when the model could not be read; such entries are not served
     chat_template: bool = True  # GGUF: the file carries tokenizer.chat_template
+    digest: str = ""  # sha256 (transfer/digest.py), "" until computed or when not computable
+    copied: bool = False  # fetched from a peer into this node's model store (evictable)
 
     def to_summary(self) -> records.ModelSummary:
         """The gossip-facing summary of this entry."""
         return records.ModelSummary(
             id=self.id, key=self.key, backend=self.backend, format=self.format,
             size_bytes=self.size_bytes, memory_bytes=self.memory_bytes, aliases=self.aliases,
+            digest=self.digest, copied=self.copied,
         )
 
 

@@ -134,10 +134,20 @@ def scan_catalog(config: Config, hf_cache: Path | None = None) -> list[CatalogEn
         entries += _scan_root(d.expanduser(), ctx) if d.expanduser().is_dir() else []
     if config.scan_hf_cache:
         entries += scan_hf_cache(hf_cache if hf_cache is not None else hf_cache_dir(), ctx)
+    entries += store_entries(config.node.store_dir, ctx)
     if config.demo_model:
         demo = demo_model_path(config.node.data_dir)
         entries += [gguf_entry(model_id_from_path(demo), [demo], ctx)] if demo else []
     return _dedupe(entries)
+
+
+def store_entries(store_dir: Path, ctx: int) -> list[CatalogEntry]:
+    """Copies this node fetched earlier (issue 14), named as they were fetched, marked copied."""
+    from mesh_node.transfer.store import Store  # the store's index is the transfer room's
+
+    store = Store(store_dir, None)
+    return [replace(gguf_entry(c.model, [c.path], ctx), copied=True)
+            for c in sorted(store.copies.values(), key=lambda c: c.model) if c.model]
 
 
 def _dedupe(entries: list[CatalogEntry]) -> list[CatalogEntry]:

@@ -7,6 +7,7 @@ import sys
 
 from mesh_node import __version__
 from mesh_node.cli import commands
+from mesh_node.cli.pull import add_pull
 from mesh_node.config.errors import ConfigError
 
 DEFAULT_URL = "http://127.0.0.1:9337"
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print JSON instead of TOML")
     check.set_defaults(func=commands.config_check)
     _add_status(sub)
+    add_pull(sub, DEFAULT_URL)  # issue 14
     models = sub.add_parser("models", help="list the models this node's catalog finds",
                             description="Scan the models this node would offer and list them.")
     models.add_argument("--config", metavar="FILE", help="config file (default: built-in)")

@@ -126,6 +126,10 @@ def render_status(status: Mapping[str, Any]) -> str:
         lines.append(f"Warning  {_get(mesh, 'warning')}")
     lines += ["", f"Members ({len(members)})", render_members(members) if members else "(none)",
               "", "Models", render_placement(_list(status, "placement"), members)]
+    from mesh_node.cli.pull import render_transfers  # pull imports this module
+
+    if extra := render_transfers(_list(status, "transfers"), _list(status, "moves")):
+        lines.append(extra)
     counters = _get(status, "counters")
     if isinstance(counters, Mapping) and counters:
         lines += ["", "Counters " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items()))]

@@ -15,6 +15,17 @@ class NodeConfig:
     memory_bytes: int | None = None  # None: detected at start
     advertise_address: str | None = None  # None: first usable interface address
     interfaces: tuple[str, ...] = ()  # empty: all but loopback/docker/virtual bridges
+    # issue 14, models travel: where copies fetched from peers go (None: data_dir/store), its
+    # bound (None: only the disk's free space; copies the node made are evicted LRU past it),
+    # and whether this node serves its own model files to peers
+    model_store: Path | None = None
+    max_store_bytes: int | None = None
+    share_models: bool = True
+
+    @property
+    def store_dir(self) -> Path:
+        """The model store: `model_store`, else `data_dir/store`."""
+        return (self.model_store or self.data_dir / "store").expanduser()
 
 
 @dataclass(frozen=True)

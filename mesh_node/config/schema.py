@@ -15,6 +15,9 @@ FIELDS: dict[str, k.Kind] = {
     "node.memory_bytes": k.SIZE,
     "node.advertise_address": k.string(),
     "node.interfaces": k.str_list(k.string(), "a list of interface names"),
+    "node.model_store": k.PATH,
+    "node.max_store_bytes": k.SIZE,
+    "node.share_models": k.BOOL,
     "mesh.name": _NAME,
     "mesh.secret": k.string(expected="a non-empty secret string"),
     "mesh.secret_file": k.PATH,
@@ -65,7 +68,7 @@ SECTIONS = frozenset({"node", "mesh", "api", "backends", "backends.llama", "back
 
 # Paths that resolve against the folder of the file that set them. Binary paths are not
 # here: a bare "llama-server" means "look it up on PATH" and must stay bare.
-RELATIVE_TO_FILE = frozenset({"node.data_dir", "mesh.secret_file", "model_dirs", "api.tls_cert",
+RELATIVE_TO_FILE = frozenset({"node.data_dir", "node.model_store", "mesh.secret_file", "model_dirs", "api.tls_cert",
                               "api.tls_key"})
 
 SECRETS = frozenset({"mesh.secret", "api.api_key"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from mesh_node.election.moves import Move, plan_moves, with_moves
 from mesh_node.election.planner import plan, snapshot_from_members
 from mesh_node.election.roles import HostRole, Roles, local_roles
 from mesh_node.election.snapshot import WantedModel
@@ -27,6 +28,8 @@ class Decision:
     waiting: tuple[HostRole, ...]  # host roles whose RPC workers are not ready yet
     worker_for: tuple[str, ...]  # models to be an RPC worker of (empty: stop the worker)
     missing_file: tuple[str, ...]  # host roles this node cannot carry out (no usable file)
+    moves: tuple[Move, ...] = ()  # copies the mesh should make (every node names the same)
+    fetch: tuple[Move, ...] = ()  # the moves this node is the target of
 
 
 def decide(node_id: str, members: Sequence[MemberView], hosted: Collection[str],
@@ -34,8 +37,10 @@ def decide(node_id: str, members: Sequence[MemberView], hosted: Collection[str],
     """Plan from the view and diff it against what runs here (`hosted`: model ids with a host
     child; `files`: model ids this node holds usable files of)."""
     snapshot = snapshot_from_members(members)
-    placement = plan(snapshot)
     states = {m.node_id: m.state for m in members if m.live and m.state is not None}
+    placement = plan(snapshot)
+    moves = plan_moves(snapshot, placement, states.values())
+    placement = with_moves(placement, moves)
     roles = local_roles(node_id, placement, states)
     wanted = {h.model for h in roles.hosts}
     runnable = [h for h in roles.hosts if h.model in files]
@@ -46,4 +51,5 @@ def decide(node_id: str, members: Sequence[MemberView], hosted: Collection[str],
         waiting=tuple(h for h in runnable if not h.startable),
         worker_for=roles.worker_for,
         missing_file=tuple(h.model for h in roles.hosts if h.model not in files),
+        moves=moves, fetch=tuple(mv for mv in moves if mv.target == node_id),
     )

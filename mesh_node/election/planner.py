@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh_node.election import room
+from mesh_node.election.moves import copy_can_solo
 from mesh_node.election.rules import (
     Ledger,
     fmt_bytes,
@@ -115,6 +116,8 @@ def _keep(s: Snapshot, m: WantedModel, led: Ledger, check_pin: bool = True
     if check_pin and _pin_pending(s, m, hosts):
         return None
     if prev is not None and prev.mode == "split":
+        if copy_can_solo(s, m, led.free):  # issue 14: the copy made to end this split landed
+            return None
         return _keep_split(s, m, prev, led)
     return _keep_solo(s, m, hosts, led)
 

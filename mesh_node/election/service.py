@@ -16,6 +16,7 @@ import trio
 
 from mesh_node.catalog.entry import CatalogEntry
 from mesh_node.election.control import Decision, decide
+from mesh_node.election.moves import Move
 from mesh_node.election.roles import HostRole, Roles
 from mesh_node.election.snapshot import WantedModel
 from mesh_node.records import MemberView, Placement
@@ -55,7 +56,8 @@ class ElectionService:
     def __init__(self, node_id: str, view: View, children: ChildControl,
                  catalog: Mapping[str, CatalogEntry], joined: trio.Event,
                  timings: Timings = DEFAULT_TIMINGS,
-                 on_placement: Callable[[Placement, Placement], None] | None = None) -> None:
+                 on_placement: Callable[[Placement, Placement], None] | None = None,
+                 on_fetch: Callable[[tuple[Move, ...]], None] | None = None) -> None:
         self.node_id = node_id
         self._view = view
         self._children = children
@@ -63,6 +65,8 @@ class ElectionService:
         self._joined = joined
         self._timings = timings
         self._on_placement = on_placement
+        self._on_fetch = on_fetch  # issue 14: the copies this node should make
+        self.moves: tuple[Move, ...] = ()
         self.placement = Placement()
         self.models: tuple[WantedModel, ...] = ()  # the last plan's input: demand per model
         self.roles = Roles()
@@ -109,6 +113,9 @@ class ElectionService:
             if self._on_placement is not None:
                 self._on_placement(old, d.placement)
         self.roles = d.roles
+        self.moves = d.moves
+        if self._on_fetch is not None:
+            self._on_fetch(d.fetch)
         for model in d.stop_hosts:
             log.info("role_ended", model=model, role="host")
             await self._children.stop_host(model)

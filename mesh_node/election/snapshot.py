@@ -56,6 +56,7 @@ class Candidate:
     far: tuple[str, ...] = ()  # peers this node measured beyond its max_rtt_ms (sorted)
     rpc_port: int = 50052  # where its RPC worker listens (NodeState.rpc_port)
     llama_build: str = ""  # llama.cpp version line: the RPC protocol changes with the build
+    copies: tuple[str, ...] = ()  # issue 14: model ids it holds as a copy fetched from a peer
 
     @property
     def label(self) -> str:
@@ -184,6 +185,7 @@ def candidate_from_state(state: NodeState) -> Candidate:
         serving=tuple(sorted(state.serving, key=lambda s: (s.model, s.role, s.state, s.port))),
         far=tuple(sorted(set(state.far))), rpc_port=state.rpc_port,
         llama_build=llama.version if llama is not None else "",
+        copies=tuple(sorted({m.id for m in state.catalog if m.copied})),
     )
 
 

@@ -41,6 +41,7 @@ from mesh_node.records import BackendCapability, Load, NodeState, Placement
 from mesh_node.security import derive_keys
 from mesh_node.status.events import EventHub
 from mesh_node.timing import DEFAULT_TIMINGS, Timings
+from mesh_node.transfer.service import TransferService
 
 log = structlog.get_logger("mesh_node.node")
 
@@ -95,7 +96,7 @@ def own_state(cfg: Config, node_id: str, address: str, memory: int, inv: Invento
         pins=tuple((_model_ref(m, usable), m.pin) for m in cfg.models if m.pin),
         replicas=tuple((_model_ref(m, usable), m.replicas) for m in cfg.models
                        if m.replicas > 1),
-        headroom=cfg.election.headroom,
+        headroom=cfg.election.headroom, shares=cfg.node.share_models,
         preload=_preloads(cfg, usable),
         idle=tuple((_model_ref(m, usable), int(m.idle_unload)) for m in cfg.models
                    if m.idle_unload is not None),
@@ -141,16 +142,22 @@ class Node:
                                          inv), gossip)
             local.start()
             children = BackendChildren(supervisor, cfg, self.address, self._children_changed, t)
-            election = ElectionService(self.node_id, view.members, children, inv.usable,
-                                       gossip.joined, t, self._on_placement)
-            counters = Counters(gossip, view)
+            usable = inv.usable  # one dict: copies fetched later join it (transfer/service.py)
+            transfers = TransferService(cfg, self.node_id, self.keys, inv.catalog, usable,
+                                        view.members, children.hosted, self.events, t,
+                                        self._catalog_changed)
+            election = ElectionService(self.node_id, view.members, children, usable,
+                                       gossip.joined, t, self._on_placement,
+                                       on_fetch=transfers.want)
+            counters = Counters(gossip, view, transfers=transfers)
             ctx = NodeContext(config=cfg, node_id=self.node_id, keys=self.keys,
                               events=self.events, view=view, election=election,
                               children=children, local=local, catalog=inv.catalog,
                               counters=counters, address=self.address,
-                              started_at=self.started_at)
-            self._wired = _Wiring(local, children, election, ctx, inv)
-            app = build_app(ctx, t)
+                              started_at=self.started_at, transfers=transfers)
+            self._wired = _Wiring(local, children, election, ctx, inv, transfers, usable)
+            await nursery.start(transfers.run)
+            app = build_app(ctx, t, blobs=transfers)
             self.api_port = await nursery.start(serve_api, app, cfg.api.host, cfg.api.port)
             if cfg.api.tls_cert is not None and cfg.api.tls_key is not None:  # client HTTPS
                 await nursery.start(partial(serve_api, tls=(cfg.api.tls_cert, cfg.api.tls_key)),
@@ -205,7 +212,17 @@ class Node:
         if w is None:
             return
         w.local.update(serving=w.children.serving(),
-                       memory_free=self._memory_free(w.children.hosted(), w.inv.usable))
+                       memory_free=self._memory_free(w.children.hosted(), w.usable))
+        w.election.poke()
+        w.ctx.notify_change()
+
+    def _catalog_changed(self) -> None:
+        """A digest was computed, a copy landed or was evicted: republish, re-plan."""
+        w = self._wired
+        if w is None:
+            return
+        w.local.update(catalog=tuple(e.to_summary() for e in w.usable.values()),
+                       store_free=w.transfers.store_free)
         w.election.poke()
         w.ctx.notify_change()
 
@@ -267,3 +284,5 @@ class _Wiring:
     election: ElectionService
     ctx: NodeContext
     inv: Inventory
+    transfers: TransferService
+    usable: dict[str, CatalogEntry]

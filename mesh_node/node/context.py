@@ -24,6 +24,7 @@ from mesh_node.records import NodeState, Placement
 from mesh_node.security import MeshKeys
 from mesh_node.status.events import EventHub
 from mesh_node.status.view import build_status, model_status
+from mesh_node.transfer.service import TransferService
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Counters:
     gossip: GossipService
     view: MeshView
     mdns: MdnsDiscovery | None = None
+    transfers: TransferService | None = None
 
     def __call__(self) -> dict[str, Any]:
         out: dict[str, Any] = {f"gossip_{k}": v for k, v in self.gossip.stats.items()}
@@ -41,6 +43,8 @@ class Counters:
         out.update({f"records_dropped_{k}": v for k, v in self.view.dropped.items()})
         if self.mdns is not None:
             out.update({f"mdns_{k}": v for k, v in self.mdns.counters.as_dict().items()})
+        if self.transfers is not None:
+            out.update(self.transfers.counters)
         return out
 
 
@@ -50,7 +54,8 @@ class NodeContext:
     def __init__(self, *, config: Config, node_id: str, keys: MeshKeys, events: EventHub,
                  view: MeshView, election: ElectionService, children: BackendChildren,
                  local: LocalState, catalog: list[CatalogEntry], counters: Counters,
-                 address: str, started_at: float) -> None:
+                 address: str, started_at: float,
+                 transfers: TransferService | None = None) -> None:
         self.node_id = node_id
         self.node_name = config.node.name
         self.keys = keys
@@ -67,6 +72,7 @@ class NodeContext:
         self._local = local
         self._started = started_at
         self._changed = trio.Event()
+        self._transfers = transfers
 
     def _placement(self) -> Placement:
         return self._election.placement
@@ -158,4 +164,11 @@ class NodeContext:
              "size_bytes": e.size_bytes, "memory_bytes": e.memory_bytes,
              "quantization": e.quantization, "key": e.key, "error": e.error}
             for e in self._catalog]
+        for e, row in zip(self._catalog, doc["local_catalog"], strict=True):
+            row["digest"], row["copied"] = e.digest, e.copied
+        if self._transfers is not None:  # issue 14: fetches with progress, and planned moves
+            doc["transfers"] = self._transfers.status()
+            doc["moves"] = [{"model": mv.model, "target": mv.target, "sources": list(mv.sources),
+                             "digest": mv.digest, "size": mv.size, "reason": mv.reason}
+                            for mv in self._election.moves]
         return doc

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from mesh_node.records import Load, MemberView, NodeState, Serving
+from mesh_node.records import Load, MemberView, ModelSummary, NodeState, Serving
 from mesh_node.records_wire import encode_load, encode_state
 
 # A peer becomes far above the limit and near again below this fraction of it, so an RTT that
@@ -49,8 +49,14 @@ class LocalState:
         self.gossip.set_local_load(encode_load(self.load))
 
     def update(self, *, serving: tuple[Serving, ...] | None = None,
-               memory_free: int | None = None, far: tuple[str, ...] | None = None) -> None:
+               memory_free: int | None = None, far: tuple[str, ...] | None = None,
+               catalog: tuple[ModelSummary, ...] | None = None,
+               store_free: int | None = None) -> None:
         new = self.state
+        if catalog is not None:
+            new = replace(new, catalog=catalog)
+        if store_free is not None:
+            new = replace(new, store_free=store_free)
         if serving is not None:
             new = replace(new, serving=tuple(sorted(serving, key=lambda s: (s.model, s.role))))
         if memory_free is not None:
