@@ -18,6 +18,8 @@ The core never touches a socket, clock or global randomness: the shell passes `n
 - A state record announced by digest is fetched over TCP, and fetched again every
   `state_fetch_retry` until it arrives: a throttled or failed fetch is never lost.
 - Counters (incarnation, version, load sequence) never pass the wire bound MAX_COUNTER.
+- Local LAN evidence (probe.py: refused connects, ICMP port-unreachable) shortens a suspicion
+  that a missed ack started; it never declares a death by itself.
 """
 
 from __future__ import annotations
@@ -287,7 +289,9 @@ class Swim(ProbeMixin):
             lo, hi = suspicion_bounds(self.t.suspicion_mult, self.t.suspicion_max_mult, n,
                                       self.t.probe_interval)
             k = expected_confirmations(self.t.suspicion_mult, n)
-            self._susp[node] = Suspicion(now, new.incarnation, k, lo, hi, {new.origin})
+            self._susp[node] = s = Suspicion(now, new.incarnation, k, lo, hi, {new.origin})
+            if self._fresh(node, now):  # we saw that nothing listens there: believed now
+                s.evidence(self.t.suspicion_evidence)
         fresh = old is None or old.status not in LIVE
         event = _EVENTS.get(new.status, "member_joined" if fresh else "member_alive")
         return [Log(event, {"node": self.id, "peer": node, "incarnation": new.incarnation})]
@@ -360,7 +364,7 @@ class Swim(ProbeMixin):
         for node in [x for x in self._gone if now - self._since[x] >= self.t.dead_reclaim]:
             info = self._info(node)
             for d in (self.table, self._since, self._full, self._rtt, self._fetch_at,
-                      self._wanted):
+                      self._wanted, self._evidence):
                 d.pop(node, None)
             self._gone.discard(node)
             out += [MemberChanged(info, removed=True),
