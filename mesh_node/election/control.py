@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from mesh_node.election.planner import plan, snapshot_from_members
 from mesh_node.election.roles import HostRole, Roles, local_roles
+from mesh_node.election.standby import standby_hosts
 from mesh_node.records import MemberView, Placement
 
 
@@ -25,17 +26,22 @@ class Decision:
     waiting: tuple[HostRole, ...]  # host roles whose RPC workers are not ready yet
     worker_for: tuple[str, ...]  # models to be an RPC worker of (empty: stop the worker)
     missing_file: tuple[str, ...]  # host roles this node cannot carry out (no usable file)
+    standby: tuple[HostRole, ...] = ()  # started beside the placement: its host is suspect
 
 
 def decide(node_id: str, members: Sequence[MemberView], hosted: Collection[str],
-           files: Collection[str]) -> Decision:
+           files: Collection[str], suspects: Collection[str] = ()) -> Decision:
     """Plan from the view and diff it against what runs here (`hosted`: model ids with a host
-    child; `files`: model ids this node holds usable files of)."""
-    placement = plan(snapshot_from_members(members))
+    child; `files`: model ids this node holds usable files of; `suspects`: members suspect
+    long enough for a standby, election/standby.py)."""
+    snap = snapshot_from_members(members)
+    placement = plan(snap)
     states = {m.node_id: m.state for m in members if m.live and m.state is not None}
     roles = local_roles(node_id, placement, states)
-    wanted = {h.model for h in roles.hosts}
-    runnable = [h for h in roles.hosts if h.model in files]
+    standby = tuple(h for h in standby_hosts(node_id, members, snap, placement, suspects)
+                    if h.model in files)
+    wanted = {h.model for h in roles.hosts} | {h.model for h in standby}
+    runnable = [h for h in roles.hosts if h.model in files] + list(standby)
     return Decision(
         placement=placement, roles=roles,
         stop_hosts=tuple(sorted(set(hosted) - wanted)),
@@ -43,4 +49,5 @@ def decide(node_id: str, members: Sequence[MemberView], hosted: Collection[str],
         waiting=tuple(h for h in runnable if not h.startable),
         worker_for=roles.worker_for,
         missing_file=tuple(h.model for h in roles.hosts if h.model not in files),
+        standby=standby,
     )

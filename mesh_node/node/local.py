@@ -49,8 +49,14 @@ class LocalState:
         self.gossip.set_local_load(encode_load(self.load))
 
     def update(self, *, serving: tuple[Serving, ...] | None = None,
-               memory_free: int | None = None, far: tuple[str, ...] | None = None) -> None:
+               memory_free: int | None = None, far: tuple[str, ...] | None = None,
+               learned: NodeState | None = None) -> None:
+        """Republish what changed. `learned`: the same node's record once its inventory is
+        known (capabilities, catalog, pins, replicas), which arrives after the join."""
         new = self.state
+        if learned is not None:
+            new = replace(new, capabilities=learned.capabilities, catalog=learned.catalog,
+                          pins=learned.pins, replicas=learned.replicas)
         if serving is not None:
             new = replace(new, serving=tuple(sorted(serving, key=lambda s: (s.model, s.role))))
         if memory_free is not None:

@@ -44,8 +44,8 @@ async def _mesh(nursery: trio.Nursery, ports: list[int]) -> tuple[list[GossipSer
                 await s.run(task_status=task_status)
 
         await nursery.start(_run)
-    for s in svcs[1:]:
-        s.add_seed("127.0.0.1", ports[0])
+    for i, s in enumerate(svcs[1:]):  # a chain: one inbound push-pull per address at a time
+        s.add_seed("127.0.0.1", ports[i])
     want = {s.node_id: "alive" for s in svcs}
     await _wait_for(lambda: all(_view(s) == want for s in svcs), 10)
     return svcs, scopes
