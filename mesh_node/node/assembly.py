@@ -20,7 +20,7 @@ import structlog
 import trio
 
 from mesh_node import __version__
-from mesh_node.backends.capabilities import detect_capabilities
+from mesh_node.backends.capabilities import llama_capability, mlx_capability
 from mesh_node.backends.supervisor import Supervisor
 from mesh_node.catalog.entry import CatalogEntry
 from mesh_node.catalog.scan import scan_catalog
@@ -76,24 +76,27 @@ def scan_logged(cfg: Config) -> list[CatalogEntry]:
     return catalog
 
 
-async def take_inventory(cfg: Config, inv: Inventory,
-                         on_catalog: Callable[[], None] = lambda: None,
-                         on_capabilities: Callable[[], None] = lambda: None) -> None:
-    """Scan the catalog and probe the backends at once (threads: file reads, `--version` runs,
-    the MLX import), each reported as soon as it is known."""
+async def take_inventory(cfg: Config, inv: Inventory, on_change: Callable[[], None]) -> None:
+    """Scan the catalog and probe each backend at once (threads: file reads, `--version` runs,
+    the MLX import ~1 s), each advertised as soon as it is known: a llama.cpp node can host
+    its GGUF files before the MLX probe is done."""
+    found: dict[str, BackendCapability] = {}
+
     async def catalog() -> None:
         inv.set_catalog(await trio.to_thread.run_sync(scan_logged, cfg))
-        on_catalog()
+        on_change()
 
-    async def capabilities() -> None:
-        inv.capabilities = await trio.to_thread.run_sync(detect_capabilities, cfg)
-        on_capabilities()
+    async def probe(name: str, fn: Callable[[Config], BackendCapability]) -> None:
+        found[name] = await trio.to_thread.run_sync(fn, cfg)
+        inv.capabilities = tuple(found[n] for n in ("llama", "mlx") if n in found)
+        on_change()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(catalog)
-        nursery.start_soon(capabilities)
+        nursery.start_soon(probe, "llama", llama_capability)
+        nursery.start_soon(probe, "mlx", mlx_capability)
     inv.known.set()
-    on_capabilities()
+    on_change()
 
 
 def own_state(cfg: Config, node_id: str, address: str, memory: int, inv: Inventory) -> NodeState:
@@ -151,8 +154,7 @@ class Node:
             if cfg.mesh.peers:  # the join goes out now; everything below runs meanwhile
                 nursery.start_soon(static_peers, cfg.mesh.peers, gossip.add_seed,
                                    self._is_member_addr, t)
-            nursery.start_soon(take_inventory, cfg, inv, self._inventory_changed,
-                               self._inventory_changed)
+            nursery.start_soon(take_inventory, cfg, inv, self._inventory_changed)
             supervisor: Supervisor = await nursery.start(Supervisor(t).run)
             view = MeshView(gossip.members)
             children = BackendChildren(supervisor, cfg, self.address, self._children_changed, t)
