@@ -41,6 +41,37 @@ def standby_routes(model_id: str, members: Sequence[MemberView], self_id: str,
     return out
 
 
+def routes_around_suspects(model_id: str, placement: Placement, members: Sequence[MemberView],
+                           self_id: str, local: Mapping[str, tuple[int, str | None]]
+                           ) -> list[Route]:
+    """`routes_for`, and while a placed host is suspect: ready standbys too, and every host
+    that is not suspect first (a vanished host only times out)."""
+    routes = routes_for(model_id, placement, members, self_id, local)
+    mp = placement.for_model(model_id)
+    suspect = {m.node_id for m in members if m.status == "suspect"}
+    hosts = set(mp.hosts) if mp is not None else set()
+    if not hosts & suspect:
+        return routes
+    extra = [r for r in standby_routes(model_id, members, self_id, local)
+             if r.node_id not in hosts]
+    return sorted(routes + extra, key=lambda r: (r.node_id in suspect, not r.local))
+
+
+def host_worth_waiting_for(node_id: str, members: Sequence[MemberView],
+                           placement: Placement) -> bool:
+    """False once gossip declared the node dead or gone, or while it is suspect and every
+    model placed on it has a ready host that is alive: a request waiting on it moves there."""
+    m = next((m for m in members if m.node_id == node_id), None)
+    if m is None or not m.live:
+        return False
+    if m.status != "suspect":
+        return True
+    models = [mp.model for mp in placement.models if node_id in mp.hosts]
+    return not models or not all(
+        any(o.node_id != node_id and o.status == "alive" and o.serves(model) for o in members)
+        for model in models)
+
+
 @dataclass
 class Counters:
     """Protocol counters of every room, read at each status/metrics request. mDNS joins later
@@ -138,32 +169,11 @@ class NodeContext:
         mp = placement.for_model(model_id)
         if mp is not None and mp.served_as:
             model_id = mp.served_as  # an MLX model served through its llama export
-        members = self._members()
-        local = self._local_backends()
-        routes = routes_for(model_id, placement, members, self.node_id, local)
-        suspect = {m.node_id for m in members if m.status == "suspect"}
-        hosts = set(mp.hosts) if mp is not None else set()
-        if not hosts & suspect:
-            return routes
-        # a placed host is suspect: a standby that is ready (election/standby.py) serves too,
-        # and every host that is not suspect is tried first (a vanished host only times out)
-        extra = [r for r in standby_routes(model_id, members, self.node_id, local)
-                 if r.node_id not in hosts]
-        return sorted(routes + extra, key=lambda r: (r.node_id in suspect, not r.local))
+        return routes_around_suspects(model_id, placement, self._members(), self.node_id,
+                                      self._local_backends())
 
     def host_alive(self, node_id: str) -> bool:
-        members = self._members()
-        m = next((m for m in members if m.node_id == node_id), None)
-        if m is None or not m.live:
-            return False
-        if m.status != "suspect":
-            return True
-        # a suspect whose every placed model has a ready host that is not suspect: give up
-        # waiting on it (a vanished host never closes its sockets), retry there
-        models = [mp.model for mp in self._placement().models if node_id in mp.hosts]
-        return not models or not all(
-            any(o.node_id != node_id and o.status == "alive" and o.serves(model)
-                for o in members) for model in models)
+        return host_worth_waiting_for(node_id, self._members(), self._placement())
 
     def report_unreachable(self, node_id: str, refused: bool) -> None:
         self._report(node_id, refused)

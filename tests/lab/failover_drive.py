@@ -33,6 +33,7 @@ from election_configs import (
     elab_toml,
 )
 from netlab import Lab, NodeProc
+from netlab_proc import wait_until
 
 from tests.support.gossiplab_observe import event_time, log_events
 
@@ -68,6 +69,9 @@ def failover_run(lab: Lab, kind: str, gguf: Path) -> dict[str, Any]:
         lab.link_down(victim)
     elab_kill_host(lab, victim)
     t_ok = elab_first_success(entry, GEMMA_ID, 120.0)
+    # a standby may serve before SWIM's timer ends: the death itself must still come
+    wait_until(lambda: _first_event(entry, "member_dead", victim_id, wall0), 60.0, 0.2,
+               "the host declared dead by the entry node")
     after = entry.status()
     pa = elab_placement(after, GEMMA_ID)
     served_by = [h["id"] for h in pa["hosts"]] if pa else []
@@ -75,7 +79,10 @@ def failover_run(lab: Lab, kind: str, gguf: Path) -> dict[str, Any]:
         return None if t is None else round(t - wall0, 2)
 
     holder = nodes[other - 1]
+    dead = _first_event(entry, "member_dead", victim_id, wall0)
     return {"kind": kind, "failover_s": round(t_ok - t0, 2),
+            "served_before_dead": dead is not None and time.time() - (time.monotonic() - t_ok)
+            < dead,
             "suspected_s": rel(_first_event(entry, "member_suspected", victim_id, wall0)),
             "dead_s": rel(_first_event(entry, "member_dead", victim_id, wall0)),
             # where the rest goes, in the other holder's own log
@@ -121,3 +128,32 @@ def startup_runs(lab: Lab, gguf: Path, runs: int) -> list[dict[str, Any]]:
         out.append({"visible_s": round(visible, 2), "completion_s": round(t_ok - t0, 2)})
         assert node.stop(signal.SIGTERM, 15.0) == 0, node.log_tail()
     return out
+
+
+def soak_run(lab: Lab, percent: int, seconds: float) -> dict[str, Any]:
+    """All hosts' nodes (no models, static peers) with `percent`% of incoming UDP lost for
+    `seconds`: deaths, suspicions and refutations logged inside the window."""
+    from lab_configs import lab_node_env, lab_node_toml, lab_peer
+
+    addrs = [h.addr for h in lab.hosts]
+    nodes = [h.start_node(lab_node_toml(f"s{h.index}", h.workdir / "data", mdns=False,
+                                        peers=[lab_peer(a) for a in addrs if a != h.addr]),
+                          env=lab_node_env(lab.workdir)) for h in lab.hosts]
+    n = len(nodes)
+    for node in nodes:
+        node.wait_for(lambda st: sum(m["status"] == "alive" for m in st["members"]) == n, 120.0)
+    for h in lab.hosts:
+        lab.drop(h.index, percent)
+    t0 = time.time()
+    time.sleep(seconds)
+    t1 = time.time()
+    for h in lab.hosts:
+        lab.drop(h.index, 0)
+    counts = {"member_dead": 0, "member_suspected": 0, "member_refuted": 0}
+    for node in nodes:
+        for ev in log_events(node.log_text()):
+            if ev.get("event") in counts and t0 <= event_time(ev) <= t1:
+                counts[str(ev["event"])] += 1
+    return {"nodes": n, "percent": percent, "seconds": seconds,
+            "false_deaths": counts["member_dead"], "suspicions": counts["member_suspected"],
+            "refutations": counts["member_refuted"]}
