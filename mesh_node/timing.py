@@ -60,6 +60,10 @@ class Timings:
     # window ends: mDNS answers in about 1 s on a LAN (FIELD-NOTES) and the first static-peer dial
     # goes out at once, so 3 s lets a newcomer learn the incumbents before it starts anything.
     join_window: float = 3.0
+    # At start-up a node with static peers waits at most this long for its first push-pull
+    # before importing and starting its API (~0.35 s of imports that hold the trio loop): a
+    # LAN push-pull takes milliseconds, so the join is not queued behind the imports.
+    join_head_start: float = 0.5
     failed_cooldown: float = 60.0  # a failed host keeps saying so, so it is not re-elected at once
     load_publish: float = 1.0  # volatile load (in flight) is gossiped at most this often
     # --- backends ---

@@ -54,7 +54,7 @@ def _model_ref(m: ModelConfig, catalog: list[CatalogEntry]) -> str:
 @dataclass
 class Inventory:
     """What this node has: usable catalog entries and capabilities. Empty at start: the node
-    joins first, and `learn_inventory` fills it in (catalog and probes run in parallel)."""
+    joins first, and `take_inventory` fills it in (catalog and probes run in parallel)."""
 
     catalog: list[CatalogEntry] = field(default_factory=list)
     capabilities: tuple[BackendCapability, ...] = ()
@@ -155,6 +155,9 @@ class Node:
                 nursery.start_soon(static_peers, cfg.mesh.peers, gossip.add_seed,
                                    self._is_member_addr, t)
             nursery.start_soon(take_inventory, cfg, inv, self._inventory_changed)
+            if cfg.mesh.peers:  # let the first push-pull finish before imports hold the loop
+                with trio.move_on_after(t.join_head_start):
+                    await gossip.joined.wait()
             supervisor: Supervisor = await nursery.start(Supervisor(t).run)
             view = MeshView(gossip.members)
             children = BackendChildren(supervisor, cfg, self.address, self._children_changed, t)

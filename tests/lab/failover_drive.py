@@ -125,7 +125,9 @@ def startup_runs(lab: Lab, gguf: Path, runs: int) -> list[dict[str, Any]]:
         if any(j is None for j in joined):
             raise AssertionError(f"run {i}: {new_id} not joined in every view\n{node.log_tail()}")
         visible = max(j for j in joined if j is not None) - wall0
-        out.append({"visible_s": round(visible, 2), "completion_s": round(t_ok - t0, 2)})
+        starting = _first_event(node, "node_starting", None)  # interpreter + imports before it
+        out.append({"visible_s": round(visible, 2), "completion_s": round(t_ok - t0, 2),
+                    "node_starting_s": None if starting is None else round(starting - wall0, 2)})
         assert node.stop(signal.SIGTERM, 15.0) == 0, node.log_tail()
     return out
 
