@@ -1,4 +1,16 @@
-"""Time from `kill -9` of a model's host to the first successful completion through another node.
+"""Failover and start-up in the lab (issue 16), and the older replica scenarios.
+
+Default (`make bench`), issue 16's figures in one run:
+  kill9, link_down - no warm replica, the other holder present, requests through a third node
+                     (tests/lab/failover_drive.py): seconds from the fault to the next
+                     completion, median and max of --runs;
+  soak20           - 5 nodes, 20 % of incoming UDP lost on every host for --soak-s: false deaths;
+  startup          - a node holding the model starts beside two running ones: seconds to
+                     `member_joined` in both other views, and to its first completion (median
+                     of --runs).
+The older scenarios below stay available with --scenarios.
+
+Time from `kill -9` of a model's host to the first successful completion through another node.
 
 Three lab hosts (network namespaces, root), real `mesh-node run` and llama.cpp. h1 and h2 hold
 the Gemma 3 270M GGUF, h3 holds nothing; completions are sent through h3's API. Scenarios:
@@ -32,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.support
 sys.path.insert(0, str(ROOT / "tests" / "lab"))
 
 from election_configs import (  # noqa: E402
@@ -49,10 +62,12 @@ from election_configs import (  # noqa: E402
     elab_split2_cap,
     elab_start,
 )
+from failover_drive import failover_run, soak_run, startup_runs  # noqa: E402
 from netlab import Lab, NodeProc  # noqa: E402
 
 SOLO_MEMORY = 2 * 1024**3  # far above the model's need: solo on any holder
 SCENARIOS = ("split_1_replica", "solo_1_replica", "solo_2_replicas", "solo_2_replicas_link_down")
+ISSUE16 = ("kill9", "link_down", "soak20", "startup")
 
 
 def scenario_specs(name: str, lab: Lab, gguf: Path, memory: int) -> list[ElabNode]:
@@ -153,30 +168,68 @@ def one_run(name: str, gguf: Path, memory: int) -> dict[str, Any]:
             "reason_after": after["reason"] if after else None}
 
 
+def _stats(xs: list[float]) -> str:
+    return f"median {statistics.median(xs):.2f} s, max {max(xs):.2f} s  {xs}"
+
+
+def issue16(names: list[str], runs: int, soak_s: float, gguf: Path) -> dict[str, Any]:
+    """Issue 16's figures; prints them as they come."""
+    out: dict[str, Any] = {}
+    for kind in [n for n in names if n in ("kill9", "link_down")]:
+        rs = []
+        for _ in range(runs):
+            with Lab(3) as lab:
+                rs.append(failover_run(lab, kind, gguf))
+        out[kind] = rs
+        print(f"{kind:<10} fault -> next completion: {_stats([r['failover_s'] for r in rs])}; "
+              f"dead at {[r['dead_s'] for r in rs]}, standby at {[r['standby_s'] for r in rs]}, "
+              f"ready at {[r['backend_ready_s'] for r in rs]}", flush=True)
+    if "soak20" in names:
+        with Lab(5) as lab:
+            out["soak20"] = r = soak_run(lab, 20, soak_s)
+        print(f"soak20     {r['nodes']} nodes, 20 % UDP loss, {soak_s:.0f} s: "
+              f"{r['false_deaths']} false deaths ({r['suspicions']} suspicions, "
+              f"{r['refutations']} refutations)", flush=True)
+    if "startup" in names:
+        with Lab(3) as lab:
+            out["startup"] = rs = startup_runs(lab, gguf, runs)
+        print(f"startup    process start -> in every view: "
+              f"{_stats([r['visible_s'] for r in rs])}; -> first completion: "
+              f"{_stats([r['completion_s'] for r in rs])}", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--soak-s", type=float, default=120.0)
+    ap.add_argument("--scenarios", default=",".join(ISSUE16))
     args = ap.parse_args()
     names = [s for s in args.scenarios.split(",") if s]
-    unknown = set(names) - set(SCENARIOS)
+    unknown = set(names) - set(SCENARIOS) - set(ISSUE16)
     if unknown:
-        ap.error(f"unknown scenarios {sorted(unknown)}; known: {', '.join(SCENARIOS)}")
+        ap.error(f"unknown scenarios {sorted(unknown)}; known: "
+                 f"{', '.join(ISSUE16 + SCENARIOS)}")
+    load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="elab-failover-") as tmp:
         gguf = elab_gemma_file(Path(tmp))  # assembled and estimated once for every run
-        memory = elab_catalog_memory(gguf, Path(tmp) / "probe")
-        runs = [one_run(n, gguf, memory) for n in names for _ in range(args.runs)]
+        fig16 = issue16(names, args.runs, args.soak_s, gguf)
+        old = [n for n in names if n in SCENARIOS]
+        memory = elab_catalog_memory(gguf, Path(tmp) / "probe") if old else 0
+        runs = [one_run(n, gguf, memory) for n in old for _ in range(args.runs)]
     summary = {n: {"failover_s_median": statistics.median(r["failover_s"] for r in runs
                                                           if r["scenario"] == n),
                    "failover_s_all": [r["failover_s"] for r in runs if r["scenario"] == n]}
-               for n in names}
-    out = {"runs": runs, "summary": summary, "loadavg": os.getloadavg()[0],
-           "cores": os.cpu_count()}
+               for n in old}
+    out = {"issue16": fig16, "runs": runs, "summary": summary,
+           "loadavg_start": load0, "loadavg": os.getloadavg()[0], "cores": os.cpu_count(),
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     path = ROOT / "benchmarks" / "results" / "lab_failover.json"
     path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"{'scenario':<18}{'kill->completion (median)':>27}{'runs':>24}"
-          f"{'seen dead':>11}{'replanned':>11}")
-    for n in names:
+    if old:
+        print(f"{'scenario':<18}{'kill->completion (median)':>27}{'runs':>24}"
+              f"{'seen dead':>11}{'replanned':>11}")
+    for n in old:
         rs = [r for r in runs if r["scenario"] == n]
         dead = statistics.median(r["seen_dead_s"] for r in rs if r["seen_dead_s"] is not None) \
             if any(r["seen_dead_s"] is not None for r in rs) else float("nan")
@@ -184,7 +237,8 @@ def main() -> None:
             if any(r["replanned_s"] is not None for r in rs) else float("nan")
         print(f"{n:<18}{summary[n]['failover_s_median']:>26.2f}s"
               f"{str(summary[n]['failover_s_all']):>24}{dead:>10.2f}s{moved:>10.2f}s")
-    print(f"load average {out['loadavg']:.2f} on {out['cores']} cores; wrote {path}")
+    print(f"load average {load0:.2f} -> {out['loadavg']:.2f} on {out['cores']} cores; "
+          f"wrote {path}")
 
 
 if __name__ == "__main__":

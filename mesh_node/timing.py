@@ -26,11 +26,34 @@ class Timings:
     # rounds plus the longest suspicion (6 x 4 s at N < 10), so every peer has declared the death
     # before anyone forgets it and stale news cannot bring the member back.
     dead_reclaim: float = 60.0
+    # a member declared dead is still gossiped to this long, so a false death (lost
+    # refutations under loss) is heard and refuted (memberlist LAN GossipToTheDeadTime = 30 s)
+    gossip_to_the_dead: float = 30.0
     state_fetch_retry: float = 1.0  # a record announced by digest is pulled again this often
     # a sealed datagram/frame older (or newer) than this is a replay: the node-to-node HTTP
     # window; LAN clocks under NTP agree within seconds (gossip/replay.py)
     gossip_freshness: float = 30.0
     awareness_max: int = 8  # Lifeguard local health multiplier cap (memberlist AwarenessMaxMultiplier)
+    # --- LAN evidence (issue 16; not in memberlist, which has only the TCP fallback ping) ---
+    # A probe that goes unacked for probe_timeout is also tried over TCP to the member's gossip
+    # port, as memberlist's fallback ping does (state.go probeNode); its connect gets this long.
+    tcp_probe_timeout: float = 0.5
+    # Local evidence that nothing listens at a member's gossip port (our own TCP connect
+    # refused, or ICMP port-unreachable from that host for our own datagram) is only believed
+    # together with a missed ack (a stranger cannot forge an ack away), and then the suspicion
+    # timeout is at most this: one probe interval, long enough for the suspicion to reach the
+    # suspect (gossip every 200 ms, each update sent >= 4 times) and its refutation to come
+    # back, while a live member never produces the evidence at all. SWIM's timer still
+    # declares the death; the evidence only shortens it (as Lifeguard's confirmations do).
+    suspicion_evidence: float = 1.0
+    evidence_window: float = 2.0  # evidence older than two probe intervals is stale
+    # --- standby (pre-warm) ---
+    # While a host is suspect, the holder that the plan would elect if it died starts loading
+    # (a standby visible in its serving record); SWIM's timer still decides the death. A
+    # suspicion must have lasted this long first, so the refutations that follow most false
+    # suspicions under loss (one gossip round + a round trip) start nothing (control-loop sim,
+    # 120 seeded runs at 0-20 % loss: 51 standby starts, 144 with no gate).
+    standby_after: float = 0.5
     # --- discovery ---
     static_peer_backoff_min: float = 0.5  # first retry of an unreachable static peer
     static_peer_backoff_max: float = 30.0  # cap of the exponential backoff
@@ -41,6 +64,10 @@ class Timings:
     # window ends: mDNS answers in about 1 s on a LAN (FIELD-NOTES) and the first static-peer dial
     # goes out at once, so 3 s lets a newcomer learn the incumbents before it starts anything.
     join_window: float = 3.0
+    # At start-up a node with static peers waits at most this long for its first push-pull
+    # before importing and starting its API (~0.35 s of imports that hold the trio loop): a
+    # LAN push-pull takes milliseconds, so the join is not queued behind the imports.
+    join_head_start: float = 0.5
     failed_cooldown: float = 60.0  # a failed host keeps saying so, so it is not re-elected at once
     load_publish: float = 1.0  # volatile load (in flight) is gossiped at most this often
     # --- demand-driven placement (election/demand.py) ---
@@ -67,7 +94,10 @@ class Timings:
     backend_restart_max: float = 30.0
     # --- routing ---
     route_retry_window: float = 20.0  # a request waits at most this long for a ready host
-    upstream_connect_timeout: float = 5.0
+    # A LAN connect takes < 1 ms; Linux resends a lost SYN after 1 s (RFC 6298 initial RTO),
+    # so 1.5 s survives one lost SYN. A failed connect is retried (routes re-read), so a host
+    # that vanished costs 1.5 s per attempt, not 5 s (was 5.0 s).
+    upstream_connect_timeout: float = 1.5
     upstream_read_timeout: float = 300.0  # a long generation on a CPU host
     # --- model transfer (issue 14) ---
     # no byte of a range answer for this long: the holder is gone or stuck. A 16 MiB chunk takes

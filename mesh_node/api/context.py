@@ -54,7 +54,13 @@ class MeshContext(Protocol):
         ...
 
     def host_alive(self, node_id: str) -> bool:
-        """False once gossip has declared the node dead or gone (suspect still counts)."""
+        """False once gossip has declared the node dead or gone; also while it is suspect and
+        a ready host that is not suspect can serve its models instead."""
+        ...
+
+    def report_unreachable(self, node_id: str, refused: bool) -> None:
+        """This node's own connection to a peer failed: refused (nothing listens at its API
+        port) or broken mid-exchange. Local evidence for gossip (it speeds detection up)."""
         ...
 
     def readiness(self) -> tuple[bool, str]:

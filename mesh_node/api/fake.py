@@ -50,6 +50,7 @@ class FakeMeshContext:
         self.ready: tuple[bool, str] = (True, "gossip running, placement known")
         self.waits = 0
         self.dead: set[str] = set()
+        self.unreachable: list[tuple[str, bool]] = []  # report_unreachable calls, in order
         self._changed = trio.Event()
 
     def models(self) -> list[dict[str, Any]]:
@@ -80,6 +81,9 @@ class FakeMeshContext:
 
     def host_alive(self, node_id: str) -> bool:
         return node_id not in self.dead
+
+    def report_unreachable(self, node_id: str, refused: bool) -> None:
+        self.unreachable.append((node_id, refused))
 
     def declare_dead(self, node_id: str) -> None:
         """Gossip in miniature: the node is dead; wake waiters."""

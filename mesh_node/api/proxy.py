@@ -27,6 +27,7 @@ from mesh_node.api.meshauth import forward_request
 from mesh_node.api.routing import order_routes
 from mesh_node.api.seal import unsealed
 from mesh_node.api.tracker import ApiState, Tracker
+from mesh_node.api.upstream import ConnectRefused
 from mesh_node.timing import Timings
 
 log = structlog.get_logger("mesh_node.api")
@@ -201,10 +202,12 @@ class Forwarder:
         try:
             resp = await self.transport.handle_async_request(request)
         except (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ConnectError) as exc:
+            self._lost(route, isinstance(exc, ConnectRefused))
             raise _Retry(f"connect: {exc!r}") from None
         except httpx.TimeoutException:
             raise errors.upstream_timeout(job.model_id) from None
         except httpx.TransportError as exc:
+            self._lost(route, False)
             raise _Retry(f"transport: {exc!r}") from None
         if resp.status_code in (502, 503):
             await resp.aclose()
@@ -216,6 +219,11 @@ class Forwarder:
                 await resp.aclose()
                 raise _Retry(f"answer: {exc}") from None
         return resp
+
+    def _lost(self, route: Route, refused: bool) -> None:
+        """Tell gossip what this node saw of a peer (issue 16: LAN evidence)."""
+        if not route.local:
+            self.ctx.report_unreachable(route.node_id, refused)
 
     def _plain(self, resp: httpx.Response, body: bytes, route: Route, job: Job,
                tracker: Tracker) -> Response:
@@ -258,6 +266,7 @@ class Forwarder:
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 outcome["status"] = 502
                 log.warning("upstream_stream_broken", peer=route.node_id, error=repr(exc))
+                self._lost(route, False)
                 yield shaped.fail(f"the host failed mid-stream: {type(exc).__name__}")
             finally:
                 await cleanup()

@@ -23,6 +23,19 @@ _CLOSE_GRACE_S = 1.0
 _NO_RESPONSE = "Server disconnected without sending a response."  # httpcore's wording
 
 
+class ConnectRefused(httpx.ConnectError):
+    """Nothing listens at the address (the peer's kernel refused the connect)."""
+
+
+def _refused(exc: BaseException | None) -> bool:
+    """trio's connect wraps each attempt's error in an ExceptionGroup as its `__cause__`."""
+    if exc is None or isinstance(exc, ConnectionRefusedError):
+        return exc is not None
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_refused(e) for e in exc.exceptions)
+    return _refused(exc.__cause__)
+
+
 class _Unanswered(Exception):
     """The server closed the connection before any response byte (stale keep-alive?)."""
 
@@ -157,7 +170,8 @@ class H11Transport(httpx.AsyncBaseTransport):
             raise httpx.ConnectTimeout(f"connect to {key[0]}:{key[1]} timed out",
                                        request=request) from None
         except OSError as exc:
-            raise httpx.ConnectError(repr(exc), request=request) from None
+            kind = ConnectRefused if _refused(exc) else httpx.ConnectError
+            raise kind(repr(exc), request=request) from None
         return _Conn(stream, key)
 
     async def _exchange(self, conn: _Conn, request: httpx.Request, body: bytes,

@@ -11,6 +11,7 @@ vocabulary on this machine, against well under a second for this skip-the-arrays
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import struct
@@ -18,16 +19,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType, LlamaFileType
-
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32  # GGUF spec: general.alignment defaults to 32
-_SCALARS = {
-    GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H",
-    GGUFValueType.INT16: "<h", GGUFValueType.UINT32: "<I", GGUFValueType.INT32: "<i",
-    GGUFValueType.FLOAT32: "<f", GGUFValueType.BOOL: "<?", GGUFValueType.UINT64: "<Q",
-    GGUFValueType.INT64: "<q", GGUFValueType.FLOAT64: "<d",
-}
+
+
+@functools.cache
+def _gguf() -> Any:
+    """The `gguf` package, imported at the first read: it brings numpy (~0.3 s of a node's
+    start-up), and a node joins the mesh before it scans its catalog (issue 16)."""
+    import gguf
+
+    return gguf
+
+
+@functools.cache
+def _scalars() -> dict[Any, str]:
+    t = _gguf().GGUFValueType
+    return {t.UINT8: "<B", t.INT8: "<b", t.UINT16: "<H", t.INT16: "<h", t.UINT32: "<I",
+            t.INT32: "<i", t.FLOAT32: "<f", t.BOOL: "<?", t.UINT64: "<Q", t.INT64: "<q",
+            t.FLOAT64: "<d"}
 
 
 class GgufError(Exception):
@@ -57,7 +67,7 @@ def quant_name(file_type: int | None) -> str | None:
     if file_type is None:
         return None
     try:
-        name = LlamaFileType(file_type).name
+        name = _gguf().LlamaFileType(file_type).name
     except ValueError:
         return f"type{file_type}"
     return {"ALL_F32": "F32", "GUESSED": None}.get(name, name.removeprefix("MOSTLY_"))
@@ -86,18 +96,18 @@ class _Cursor:
         return s
 
     def value(self, vtype: int, keep: bool) -> Any:
-        if vtype == GGUFValueType.STRING:
+        if vtype == _gguf().GGUFValueType.STRING:
             return self.string(keep)
-        if vtype == GGUFValueType.ARRAY:
+        if vtype == _gguf().GGUFValueType.ARRAY:
             etype, count = int(self.take("<I")), int(self.take("<Q"))
-            if etype in _SCALARS and not keep:  # skip fixed-size arrays in one step
-                self.pos += count * struct.calcsize(_SCALARS[GGUFValueType(etype)])
+            if etype in _scalars() and not keep:  # skip fixed-size arrays in one step
+                self.pos += count * struct.calcsize(_scalars()[_gguf().GGUFValueType(etype)])
                 return None
             items = [self.value(etype, keep) for _ in range(count)]
             return items if keep else None
-        if vtype not in _SCALARS:
+        if vtype not in _scalars():
             raise GgufError(f"corrupt GGUF: unknown value type {vtype}")
-        return self.take(_SCALARS[GGUFValueType(vtype)])
+        return self.take(_scalars()[_gguf().GGUFValueType(vtype)])
 
 
 _GENERAL = frozenset({"general.architecture", "general.file_type", "general.alignment",
@@ -135,7 +145,7 @@ def _parse(buf: mmap.mmap | bytes, size: int) -> _Header:
         n = 1
         for d in dims:
             n *= d
-        block, tsize = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
+        block, tsize = _gguf().GGML_QUANT_SIZES[_gguf().GGMLQuantizationType(ttype)]
         params, end = params + n, max(end, offset + n * tsize // block)
     align = int(kv.get("general.alignment") or DEFAULT_ALIGNMENT)
     data_start = -(-c.pos // align) * align

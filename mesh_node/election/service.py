@@ -19,6 +19,7 @@ from mesh_node.election.control import Decision, decide
 from mesh_node.election.moves import Move
 from mesh_node.election.roles import HostRole, Roles
 from mesh_node.election.snapshot import WantedModel
+from mesh_node.election.standby import SuspectAges
 from mesh_node.records import MemberView, Placement
 from mesh_node.timing import DEFAULT_TIMINGS, Timings
 
@@ -71,6 +72,9 @@ class ElectionService:
         self.models: tuple[WantedModel, ...] = ()  # the last plan's input: demand per model
         self.roles = Roles()
         self.planned_once = False
+        self._ages = SuspectAges(timings.standby_after)
+        self._standby_due: float | None = None  # a suspicion becomes old enough then
+        self._standby: set[str] = set()
         self._poke_send, self._poke_recv = trio.open_memory_channel[None](1)
 
     def poke(self) -> None:
@@ -82,7 +86,9 @@ class ElectionService:
 
     def decide(self) -> Decision:
         files = {k for k, e in self._catalog.items() if not e.error}
-        return decide(self.node_id, self._view(), self._children.hosted(), files)
+        members = self._view()
+        suspects, self._standby_due = self._ages.update(members, trio.current_time())
+        return decide(self.node_id, members, self._children.hosted(), files, suspects)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -92,7 +98,10 @@ class ElectionService:
                  waited_s=round(self._timings.join_window if window.cancelled_caught else 0, 1))
         while True:
             await self.step()
-            with trio.move_on_after(self._timings.election_recheck):
+            due = trio.current_time() + self._timings.election_recheck
+            if self._standby_due is not None:  # re-plan when a suspicion is old enough
+                due = min(due, self._standby_due)
+            with trio.move_on_at(due):
                 await self._poke_recv.receive()
                 # debounce: a join or a death arrives as several gossip updates in a burst
                 await trio.sleep(self._timings.election_debounce)
@@ -127,5 +136,11 @@ class ElectionService:
             log.warning("host_role_without_file", model=model)
         for role in d.waiting:
             log.info("host_waiting_for_workers", model=role.model, waiting=list(role.waiting_for))
+        standby = {r.model for r in d.standby}
+        for model in sorted(standby - self._standby):
+            log.info("standby_starting", model=model, suspects=sorted(self._ages.since))
+        for model in sorted(self._standby - standby):
+            log.info("standby_ended", model=model)
+        self._standby = standby
         for role in d.start_hosts:
             await self._children.ensure_host(role, self._catalog[role.model])

@@ -43,6 +43,13 @@ class Sync:
 
 
 @dataclass(frozen=True)
+class TcpProbe:
+    """Connect to `addr` (a member's gossip TCP port); report a refusal with `evidence`."""
+
+    addr: Addr
+
+
+@dataclass(frozen=True)
 class MemberChanged:
     """A member's status or state record changed (removed: reclaimed after dead/left)."""
 
@@ -59,4 +66,4 @@ class Log:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Effect = Send | Sync | MemberChanged | Log
+Effect = Send | Sync | TcpProbe | MemberChanged | Log

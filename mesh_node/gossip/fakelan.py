@@ -4,6 +4,8 @@ One heap of timed events (ticks, datagram deliveries, push-pull exchanges) on a 
 clock, so 1,000 nodes run minutes of protocol in seconds. Hooks: per-packet drop, delay and
 jitter, duplicate, reorder (an extra delay on some packets), partitions and crashes.
 Push-pull behaves like TCP: no loss, but blocked by partitions and crashed peers.
+A crash is silent (a machine that vanished) unless `refuses`: a process that died on a live
+machine, whose kernel refuses TCP connects and answers datagrams with ICMP port-unreachable.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from mesh_node.gossip.effects import Addr, Effect, Log, Send, Sync
+from mesh_node.gossip.effects import Addr, Effect, Log, Send, Sync, TcpProbe
 from mesh_node.gossip.members import Update
 from mesh_node.gossip.swim import Swim
 from mesh_node.gossip.wire import MAX_DATAGRAM, OVERHEAD, Message, encode
@@ -68,6 +70,7 @@ class FakeLan:
         self.measure_bytes = measure_bytes
         self.nodes: dict[Addr, Swim] = {}
         self.crashed: set[Addr] = set()
+        self.refusing: set[Addr] = set()  # crashed processes on live machines
         self.blocked: Callable[[Addr, Addr], bool] = lambda a, b: False
         self.stats = LanStats()
         self.logs: list[tuple[float, str, Log]] = []  # (time, node id, event)
@@ -96,8 +99,11 @@ class FakeLan:
             self._reschedule(c.addr)
         return cores
 
-    def crash(self, addr: Addr) -> None:
+    def crash(self, addr: Addr, refuses: bool = False) -> None:
+        """Stop the node; `refuses`: its host still answers (kill -9, not power loss)."""
         self.crashed.add(addr)
+        if refuses:
+            self.refusing.add(addr)
 
     def alive_cores(self) -> list[Swim]:
         return [c for a, c in self.nodes.items() if a not in self.crashed]
@@ -131,6 +137,8 @@ class FakeLan:
             self._handle(ev.dst, core.on_message(ev.src, ev.msg, self.now))
         elif ev.kind == "sync":
             self._sync(ev.src, ev.dst, ev.join)
+        elif ev.kind == "refused":  # the kernel's answer for a port nobody listens on
+            self._handle(ev.dst, core.evidence_at(ev.src, self.now))
         self._reschedule(ev.dst)
 
     def _sync(self, initiator: Addr, target: Addr, join: bool) -> None:
@@ -156,8 +164,15 @@ class FakeLan:
                 self._send(src, e)
             elif isinstance(e, Sync):  # processed at the initiator: dst=src, src=the target
                 self._push(_Event(self.now, 0, "sync", src, e.addr, join=e.join))
+            elif isinstance(e, TcpProbe):
+                self._refuse(src, e.addr)
             elif isinstance(e, Log):
                 self.logs.append((self.now, core.id, e))
+
+    def _refuse(self, src: Addr, dst: Addr) -> None:
+        """A refusal (RST or ICMP) from a refusing crashed host, one round trip later."""
+        if dst in self.refusing and not self.blocked(src, dst):
+            self._push(_Event(self.now + 2 * self.link.delay, 0, "refused", src, dst))
 
     def _send(self, src: Addr, e: Send) -> None:
         self.stats.packets += 1
@@ -170,6 +185,10 @@ class FakeLan:
         for _ in range(copies):
             if self.rng.random() < link.drop or self.blocked(src, e.addr):
                 self.stats.dropped += 1
+                continue
+            if e.addr in self.refusing:  # ICMP port-unreachable comes back (it may be lost too)
+                if self.rng.random() >= link.drop:
+                    self._refuse(src, e.addr)
                 continue
             d = link.delay + self.rng.uniform(0, link.jitter)
             if self.rng.random() < link.reorder:

@@ -12,9 +12,9 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from mesh_node.gossip.effects import Addr, Effect, Log, Send
-from mesh_node.gossip.members import Update
-from mesh_node.gossip.suspicion import Awareness
+from mesh_node.gossip.effects import Addr, Effect, Log, Send, TcpProbe
+from mesh_node.gossip.members import LIVE, Update
+from mesh_node.gossip.suspicion import Awareness, Suspicion
 from mesh_node.gossip.wire import MAX_COUNTER, Ack, Message, Nack, Ping, PingReq
 from mesh_node.timing import Timings
 
@@ -55,6 +55,7 @@ class ProbeMixin:
     table: dict[str, Update]
     _aware: Awareness
     _rtt: dict[str, float]
+    _susp: dict[str, Suspicion]
     counters: defaultdict[str, int]
 
     if TYPE_CHECKING:
@@ -75,6 +76,8 @@ class ProbeMixin:
         # a random start: a restarted node's sequence numbers do not repeat its last life's, so
         # an ack captured then cannot answer a probe now (acks are also tied to the target)
         self._seq = self.rng.randrange(1, 1 << 31)
+        self._evidence: dict[str, float] = {}  # node -> when local evidence last came
+        self._urgent: str | None = None  # probed next, out of turn (evidence about it came)
 
     # --- live index: O(1) add/remove, O(k) sampling -------------------------------------
     def _live_add(self, node: str) -> None:
@@ -116,8 +119,11 @@ class ProbeMixin:
                 del self._relays[seq]
                 out.append(self._send(r.requester, Nack(r.seq, self.id)))
         p = self._probe
+        if p is not None and not p.indirect and now >= p.ack_by and self._fresh(p.target, now):
+            return out + self._probe_failed(p, now)  # no ack and nothing listens: no relays
         if p is not None and not p.indirect and now >= p.ack_by:
             p.indirect = True
+            out.append(TcpProbe(p.addr))  # memberlist's fallback TCP ping
             peers = self._sample(self.t.indirect_checks, exclude=p.target)
             p.expected_nacks = len(peers)
             p.relays = frozenset(peers)
@@ -144,6 +150,9 @@ class ProbeMixin:
         return [self._send(addr, Ping(p.seq, self.id, target))]
 
     def _next_target(self) -> str | None:
+        urgent, self._urgent = self._urgent, None
+        if urgent is not None and urgent in self._live_idx:
+            return urgent
         for _ in range(2):  # finish this round, else reshuffle once
             while self._order_i < len(self._order):
                 node = self._order[self._order_i]
@@ -157,15 +166,52 @@ class ProbeMixin:
 
     def _probe_failed(self, p: _Probe, now: float) -> list[Effect]:
         self._probe = None
-        # Lifeguard: missing nacks mean our own network may be the problem
-        missed = p.expected_nacks - p.nacks if p.expected_nacks else 1
-        self._aware.apply(max(missed, 0))
+        if not self._fresh(p.target, now):
+            # Lifeguard: missing nacks mean our own network may be the problem (not when the
+            # target's host said that nothing listens: that answer came through our network)
+            missed = p.expected_nacks - p.nacks if p.expected_nacks else 1
+            self._aware.apply(max(missed, 0))
         rec = self.table.get(p.target)
         if rec is None or rec.status not in ("alive", "suspect") or rec.addr != p.addr:
             return []
         out: list[Effect] = [Log("probe_failed", {"node": self.id, "peer": p.target,
                                                   "nacks": p.nacks})]
         return out + self._apply(replace(rec, status="suspect", origin=self.id), now)
+
+    # --- evidence -----------------------------------------------------------------------
+    def _fresh(self, node: str, now: float) -> bool:
+        at = self._evidence.get(node)
+        return at is not None and now - at <= self.t.evidence_window
+
+    def evidence_at(self, addr: Addr, now: float, strong: bool = True) -> list[Effect]:
+        """Local evidence about whoever is a live member at `addr` (the gossip port)."""
+        node = next((n for n, r in self.table.items() if r.addr == addr and n != self.id
+                     and r.status in LIVE), None)
+        return [] if node is None else self.evidence_of(node, now, strong)
+
+    def evidence_of(self, node: str, now: float, strong: bool = True) -> list[Effect]:
+        """Local evidence that `node` may be gone. Strong (nothing listens: a refused connect,
+        ICMP port-unreachable) counts with a missed ack; weak (a broken stream) only makes
+        the node the next one probed."""
+        rec = self.table.get(node)
+        if rec is None or node == self.id or rec.status not in LIVE or self.leaving:
+            return []
+        out: list[Effect] = []
+        if strong:
+            self.counters_bump("evidence")
+            self._evidence[node] = now
+            s = self._susp.get(node)
+            if s is not None and s.evidence(self.t.suspicion_evidence):
+                out.append(Log("suspicion_evidence", {"node": self.id, "peer": node}))
+        p = self._probe
+        if p is not None and p.target == node:
+            if strong and now >= p.ack_by:
+                out += self._probe_failed(p, now)
+        elif rec.status == "alive":
+            self._urgent = node
+            if p is None:
+                self._next_probe = min(self._next_probe, now)
+        return out
 
     # --- messages -----------------------------------------------------------------------
     def _on_probe_message(self, src: Addr, msg: Message, now: float) -> list[Effect]:

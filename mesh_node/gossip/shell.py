@@ -6,20 +6,37 @@ reads the envelope sealed in every datagram and frame). Push-pull frames are a 4
 length then a sealed message; every TCP exchange runs under a timeout, the length prefix under a
 short one, and one source address holds at most one inbound exchange, so a stranger's idle
 connections cannot take the slots a joining node needs.
+
+LAN evidence (issue 16): on Linux the UDP socket sets IP_RECVERR, so an ICMP port-unreachable
+for one of our datagrams names the member it was sent to; the fallback TCP probe reports a
+refused connect; the router reports what it saw (`report_unreachable`). The core believes any
+of these only together with a missed ack (gossip/probe.py).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import socket
+import struct
+import sys
 import time
 from collections import Counter
 
 import structlog
 import trio
 
-from mesh_node.gossip.effects import Addr, Effect, Log, MemberChanged, MemberInfo, Send, Sync
+from mesh_node.gossip.effects import (
+    Addr,
+    Effect,
+    Log,
+    MemberChanged,
+    MemberInfo,
+    Send,
+    Sync,
+    TcpProbe,
+)
 from mesh_node.gossip.replay import ReplayGuard
 from mesh_node.gossip.swim import Swim
 from mesh_node.gossip.wire import (
@@ -40,10 +57,14 @@ log = structlog.get_logger("mesh_node.gossip")
 INBOUND_SYNC_MAX = 8  # push-pulls served at once: memory stays under 8 x MAX_FRAME (x2 copy)
 INBOUND_PER_ADDR = 1  # one exchange per source address at a time (memberlist serves one too)
 SUBSCRIBER_BUFFER = 256
+# linux/errqueue.h: struct sock_extended_err, then the offender's sockaddr_in
+_IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+_EE = struct.Struct("=IBBBBII")
+_EE_ORIGIN_ICMP, _ICMP_UNREACH, _ICMP_PORT_UNREACH = 2, 3, 3
 _STATS = ("sent_bytes", "sent_packets", "recv_bytes", "recv_packets", "dropped_auth",
           "dropped_malformed", "dropped_version", "dropped_oversize", "dropped_replay",
           "send_errors", "pushpull_ok", "pushpull_failed", "pushpull_refused",
-          "subscriber_overflow")
+          "subscriber_overflow", "icmp_unreachable", "tcp_probe_refused")
 
 
 class GossipService:
@@ -68,13 +89,19 @@ class GossipService:
         self._counter = 0
         self._inbound_by_addr: Counter[str] = Counter()
         self._syncing: set[Addr] = set()
+        self._tcp_probing: set[Addr] = set()
+        self._raw_udp: socket.socket | None = None
         self._udp: trio.socket.SocketType | None = None
         self._nursery: trio.Nursery | None = None
 
     # --- public surface ---------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[Addr] = trio.TASK_STATUS_IGNORED) -> None:
         """Bind UDP and TCP (push-pull) on one port, then gossip until cancelled."""
-        udp = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if sys.platform == "linux":  # ICMP errors of an unconnected socket, with their address
+            raw.setsockopt(socket.SOL_IP, _IP_RECVERR, 1)
+        self._raw_udp = raw
+        udp = trio.socket.from_stdlib_socket(raw)
         await udp.bind(self._bind)
         port = udp.getsockname()[1]
         listeners = await trio.open_tcp_listeners(port, host=self._bind[0])
@@ -123,6 +150,12 @@ class GossipService:
                 break
             await trio.sleep(0.05)
 
+    def report_unreachable(self, node_id: str, refused: bool) -> None:
+        """Local evidence from this node's own connection to a member (the router's): refused
+        (nothing listens at its API port) or a stream that broke (weaker: probe it now)."""
+        self._pending += self._core.evidence_of(node_id, trio.current_time(), strong=refused)
+        self._poke.set()
+
     @property
     def counters(self) -> dict[str, int]:
         """Protocol counters of the core (duplicate_node_id, refuted)."""
@@ -142,7 +175,8 @@ class GossipService:
             try:
                 data, src = await udp.recvfrom(65536)
             except OSError:
-                continue  # ICMP errors surface here on some stacks
+                await self._drain_icmp()  # ICMP errors surface here (IP_RECVERR on Linux)
+                continue
             self.stats["recv_packets"] += 1
             self.stats["recv_bytes"] += len(data)
             try:
@@ -158,6 +192,43 @@ class GossipService:
                 continue
             await self._carry(self._core.on_message((src[0], src[1]), msg, trio.current_time()))
             self._poke.set()  # the deadline may have moved
+
+    async def _drain_icmp(self) -> None:
+        """Each queued port-unreachable from the host we sent to is evidence about it."""
+        raw = self._raw_udp
+        if raw is None or sys.platform != "linux":
+            return
+        for _ in range(64):  # bounded: the queue is drained again on the next error
+            try:
+                _, anc, _, dst = raw.recvmsg(1, 256, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+            except OSError:
+                return
+            for level, kind, data in anc:
+                if level != socket.SOL_IP or kind != _IP_RECVERR or len(data) < _EE.size + 8:
+                    continue
+                _, origin, icmp_type, code, _, _, _ = _EE.unpack_from(data)
+                offender = socket.inet_ntoa(data[_EE.size + 4:_EE.size + 8])
+                # only the host itself saying its port is closed (not a router, not a relay)
+                if (origin, icmp_type, code) == (_EE_ORIGIN_ICMP, _ICMP_UNREACH,
+                                                 _ICMP_PORT_UNREACH) and offender == dst[0]:
+                    self.stats["icmp_unreachable"] += 1
+                    await self._carry(self._core.evidence_at((dst[0], dst[1]),
+                                                             trio.current_time()))
+                    self._poke.set()
+
+    async def _tcp_probe(self, addr: Addr) -> None:
+        """memberlist's fallback TCP ping, reduced to its connect: a refusal is evidence."""
+        try:
+            with trio.move_on_after(self._timings.tcp_probe_timeout):
+                stream = await trio.open_tcp_stream(*addr)
+                await stream.aclose()
+        except OSError as exc:
+            if _refused(exc):
+                self.stats["tcp_probe_refused"] += 1
+                await self._carry(self._core.evidence_at(addr, trio.current_time()))
+                self._poke.set()
+        finally:
+            self._tcp_probing.discard(addr)
 
     def envelope(self) -> Envelope:
         """The next envelope of this boot (counter from 1, never reused within the epoch)."""
@@ -175,6 +246,10 @@ class GossipService:
                 if e.addr not in self._syncing and self._nursery is not None:
                     self._syncing.add(e.addr)
                     self._nursery.start_soon(self._push_pull, e.addr, e.join)
+            elif isinstance(e, TcpProbe):
+                if e.addr not in self._tcp_probing and self._nursery is not None:
+                    self._tcp_probing.add(e.addr)
+                    self._nursery.start_soon(self._tcp_probe, e.addr)
             elif isinstance(e, MemberChanged):
                 self._notify(e)
             elif isinstance(e, Log):
@@ -191,6 +266,7 @@ class GossipService:
             await self._udp.sendto(data, e.addr)
         except OSError:
             self.stats["send_errors"] += 1
+            await self._drain_icmp()  # a pending ICMP error can surface on send too
             return
         self.stats["sent_packets"] += 1
         self.stats["sent_bytes"] += len(data)
@@ -291,6 +367,18 @@ class GossipService:
             self.stats["dropped_replay"] += 1  # a captured frame, replayed
             return None
         return msg
+
+
+def _refused(exc: BaseException | None) -> bool:
+    """A refused connect: trio's happy-eyeballs wraps each attempt's error in an
+    ExceptionGroup as the `__cause__` of one OSError."""
+    if exc is None:
+        return False
+    if isinstance(exc, ConnectionRefusedError) or getattr(exc, "errno", None) == errno.ECONNREFUSED:
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_refused(e) for e in exc.exceptions)
+    return _refused(exc.__cause__)
 
 
 async def _send_frame(stream: trio.SocketStream, data: bytes) -> None:

@@ -6,6 +6,8 @@ Rules follow hashicorp/memberlist (suspicion.go, awareness.go, util.go, queue.go
   fewer than k + 2 nodes could confirm);
 - with n independent confirmations the timeout is
   max(min, max - (max - min) * log(n + 1) / log(k + 1)), so it shrinks from max to min;
+- local evidence that nothing listens at the suspect's port (mesh-node, issue 16) counts as one
+  more confirmation and caps the timeout at `suspicion_evidence`;
 - local health score in [0, awareness_max - 1] multiplies probe interval and timeout by score+1;
 - an update is retransmitted retransmit_mult * ceil(log10(N + 1)) times.
 """
@@ -55,6 +57,17 @@ class Suspicion:
     hi: float
     confirmers: set[str] = field(default_factory=set)  # the first suspecter is not counted
     n: int = 0
+    cap: float | None = None  # set by local evidence: the timeout is at most this
+
+    def evidence(self, cap: float) -> bool:
+        """Local evidence that the suspect is gone: a confirmation, and the timeout capped.
+        True when it is new."""
+        if self.cap is not None:
+            return False
+        self.cap = cap
+        if self.n < self.k:
+            self.n += 1
+        return True
 
     def confirm(self, origin: str) -> bool:
         """Count an independent confirmation; True when it is new (then rebroadcast it)."""
@@ -65,7 +78,8 @@ class Suspicion:
         return True
 
     def deadline(self) -> float:
-        return self.start + suspicion_timeout(self.n, self.k, self.lo, self.hi)
+        timeout = suspicion_timeout(self.n, self.k, self.lo, self.hi)
+        return self.start + (timeout if self.cap is None else min(timeout, self.cap))
 
 
 @dataclass

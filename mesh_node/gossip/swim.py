@@ -18,6 +18,8 @@ The core never touches a socket, clock or global randomness: the shell passes `n
 - A state record announced by digest is fetched over TCP, and fetched again every
   `state_fetch_retry` until it arrives: a throttled or failed fetch is never lost.
 - Counters (incarnation, version, load sequence) never pass the wire bound MAX_COUNTER.
+- Local LAN evidence (probe.py: refused connects, ICMP port-unreachable) shortens a suspicion
+  that a missed ack started; it never declares a death by itself.
 """
 
 from __future__ import annotations
@@ -287,7 +289,9 @@ class Swim(ProbeMixin):
             lo, hi = suspicion_bounds(self.t.suspicion_mult, self.t.suspicion_max_mult, n,
                                       self.t.probe_interval)
             k = expected_confirmations(self.t.suspicion_mult, n)
-            self._susp[node] = Suspicion(now, new.incarnation, k, lo, hi, {new.origin})
+            self._susp[node] = s = Suspicion(now, new.incarnation, k, lo, hi, {new.origin})
+            if self._fresh(node, now):  # we saw that nothing listens there: believed now
+                s.evidence(self.t.suspicion_evidence)
         fresh = old is None or old.status not in LIVE
         event = _EVENTS.get(new.status, "member_joined" if fresh else "member_alive")
         return [Log(event, {"node": self.id, "peer": node, "incarnation": new.incarnation})]
@@ -307,7 +311,16 @@ class Swim(ProbeMixin):
         if u.load_seq > self.load_seq:  # our load counter from an earlier life: jump past it
             self.load_seq = min(u.load_seq + 1, MAX_COUNTER)
             self._refresh_self()
-        if self.leaving or not self._threat(u):
+        if self.leaving:
+            return []
+        if u.status in ("suspect", "dead") and u.incarnation < self.inc:
+            # a doubt about an earlier life: our refutation never reached the sender (lost
+            # under loss). Announce the current incarnation again (no new one): with gossip to
+            # the recently dead, a false death is undone in seconds, not at a push-pull.
+            self._refresh_self()
+            self.counters["reannounced"] += 1
+            return []
+        if not self._threat(u):
             return []
         if self.inc >= MAX_COUNTER:  # only a forger reaches the bound: refuse to wrap
             self.counters["incarnation_exhausted"] += 1
@@ -335,17 +348,28 @@ class Swim(ProbeMixin):
         if not len(self._bq):
             return []
         out: list[Effect] = []
-        for node in self._sample(self.t.gossip_nodes):
+        for node in self._gossip_targets(now):
             s = self._send(self.table[node].addr, Gossip(self.id))
             if s.msg.updates:
                 out.append(s)
         return out
 
+    def _gossip_targets(self, now: float) -> list[str]:
+        """memberlist's gossip(): k random members, the recently dead among them
+        (GossipToTheDeadTime), so a node wrongly declared dead under loss hears it and refutes
+        within seconds instead of at its next push-pull. Members that left are not told."""
+        dead = sorted(x for x in self._gone if self.table[x].status == "dead"
+                      and now - self._since[x] < self.t.gossip_to_the_dead)
+        if not dead:
+            return self._sample(self.t.gossip_nodes)
+        pool = [*self._live, *dead]
+        return self.rng.sample(pool, min(self.t.gossip_nodes, len(pool)))
+
     def _push_pull_round(self, now: float) -> list[Effect]:
         self._next_pp = now + self._pp_interval()
         # dead members and seeds too: that is how a healed partition finds the other side
         pool = [self.table[x].addr for x in self._live]
-        pool += [self.table[x].addr for x in self._gone if self.table[x].status == "dead"]
+        pool += [self.table[x].addr for x in sorted(self._gone) if self.table[x].status == "dead"]
         pool += self._seeds
         return [Sync(self.rng.choice(pool))] if pool else []
 
@@ -360,7 +384,7 @@ class Swim(ProbeMixin):
         for node in [x for x in self._gone if now - self._since[x] >= self.t.dead_reclaim]:
             info = self._info(node)
             for d in (self.table, self._since, self._full, self._rtt, self._fetch_at,
-                      self._wanted):
+                      self._wanted, self._evidence):
                 d.pop(node, None)
             self._gone.discard(node)
             out += [MemberChanged(info, removed=True),

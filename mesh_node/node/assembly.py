@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import structlog
 import trio
 
 from mesh_node import __version__
-from mesh_node.api.app import build_app
-from mesh_node.api.server import serve_api
-from mesh_node.backends.capabilities import detect_capabilities
+from mesh_node.backends.capabilities import llama_capability, mlx_capability
 from mesh_node.backends.supervisor import Supervisor
 from mesh_node.catalog.demo import demo_model_path
 from mesh_node.catalog.entry import CatalogEntry
@@ -64,25 +63,52 @@ def _preloads(cfg: Config, catalog: list[CatalogEntry]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(refs))
 
 
-@dataclass(frozen=True)
+@dataclass
 class Inventory:
-    """What this node has, found before it joins: usable catalog entries and capabilities."""
+    """What this node has: usable catalog entries and capabilities. Empty at start: the node
+    joins first, and `take_inventory` fills it in (catalog and probes run in parallel)."""
 
-    catalog: list[CatalogEntry]
-    capabilities: tuple[BackendCapability, ...]
+    catalog: list[CatalogEntry] = field(default_factory=list)
+    capabilities: tuple[BackendCapability, ...] = ()
+    usable: dict[str, CatalogEntry] = field(default_factory=dict)  # the election reads this
+    known: trio.Event = field(default_factory=trio.Event)
 
-    @property
-    def usable(self) -> dict[str, CatalogEntry]:
-        return {e.id: e for e in self.catalog if not e.error}
+    def set_catalog(self, catalog: list[CatalogEntry]) -> None:
+        """Fill in place: the election and the status page hold these very objects."""
+        self.catalog[:] = catalog
+        self.usable.clear()
+        self.usable.update({e.id: e for e in catalog if not e.error})
 
 
-async def take_inventory(cfg: Config) -> Inventory:
-    catalog: list[CatalogEntry] = await trio.to_thread.run_sync(scan_catalog, cfg)
+def scan_logged(cfg: Config) -> list[CatalogEntry]:
+    catalog = scan_catalog(cfg)
     for e in catalog:
         if e.error:
             log.warning("catalog_entry_invalid", model=e.id, path=str(e.path), error=e.error)
-    caps = await trio.to_thread.run_sync(detect_capabilities, cfg)
-    return Inventory(catalog, caps)
+    return catalog
+
+
+async def take_inventory(cfg: Config, inv: Inventory, on_change: Callable[[], None]) -> None:
+    """Scan the catalog and probe each backend at once (threads: file reads, `--version` runs,
+    the MLX import ~1 s), each advertised as soon as it is known: a llama.cpp node can host
+    its GGUF files before the MLX probe is done."""
+    found: dict[str, BackendCapability] = {}
+
+    async def catalog() -> None:
+        inv.set_catalog(await trio.to_thread.run_sync(scan_logged, cfg))
+        on_change()
+
+    async def probe(name: str, fn: Callable[[Config], BackendCapability]) -> None:
+        found[name] = await trio.to_thread.run_sync(fn, cfg)
+        inv.capabilities = tuple(found[n] for n in ("llama", "mlx") if n in found)
+        on_change()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(catalog)
+        nursery.start_soon(probe, "llama", llama_capability)
+        nursery.start_soon(probe, "mlx", mlx_capability)
+    inv.known.set()
+    on_change()
 
 
 def own_state(cfg: Config, node_id: str, address: str, memory: int, inv: Inventory) -> NodeState:
@@ -120,32 +146,41 @@ class Node:
         self.gossip: GossipService | None = None
         self.api_port = config.api.port
         self._wired: _Wiring | None = None  # set in run, before any child or watcher starts
+        self._mdns: MdnsDiscovery | None = None
+        self._nursery_mdns: trio.Nursery | None = None
+        self._inventory_logged = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Join first (gossip, static peers), then the API and the election; the inventory
+        (catalog scan, backend probes) arrives meanwhile and is advertised when known."""
         cfg, t = self.config, self.timings
         if not self.keys.authenticated:
             log.warning("mesh_unauthenticated", mesh=cfg.mesh.name,
                         hint="set [mesh] secret or secret_file: anyone on this LAN can join")
-        inv = await take_inventory(cfg)
-        log.info("node_starting", node_id=self.node_id, address=self.address,
-                 models=sorted(inv.usable),
-                 capabilities=[f"{c.name}:{'ok' if c.available else c.reason}"
-                               for c in inv.capabilities])
+        log.info("node_starting", node_id=self.node_id, address=self.address)
+        inv = Inventory()
         async with trio.open_nursery() as nursery:
-            supervisor: Supervisor = await nursery.start(Supervisor(t).run)
             gossip = GossipService(self.node_id, "0.0.0.0", cfg.mesh.gossip_port,
                                    (self.address, cfg.mesh.gossip_port), self.keys, t)
             self.gossip = gossip
             await nursery.start(gossip.run)
-            view = MeshView(gossip.members)
             local = LocalState(own_state(cfg, self.node_id, self.address, self.memory_offered,
                                          inv), gossip)
             local.start()
+            if cfg.mesh.peers:  # the join goes out now; everything below runs meanwhile
+                nursery.start_soon(static_peers, cfg.mesh.peers, gossip.add_seed,
+                                   self._is_member_addr, t)
+            nursery.start_soon(take_inventory, cfg, inv, self._inventory_changed)
+            if cfg.mesh.peers:  # let the first push-pull finish before imports hold the loop
+                with trio.move_on_after(t.join_head_start):
+                    await gossip.joined.wait()
+            supervisor: Supervisor = await nursery.start(Supervisor(t).run)
+            view = MeshView(gossip.members)
             children = BackendChildren(supervisor, cfg, self.address, self._children_changed, t)
             usable = inv.usable  # one dict: copies fetched later join it (transfer/service.py)
             transfers = TransferService(cfg, self.node_id, self.keys, inv.catalog, usable,
                                         view.members, children.hosted, self.events, t,
-                                        self._catalog_changed)
+                                        self._catalog_changed, inv.known)
             election = ElectionService(self.node_id, view.members, children, usable,
                                        gossip.joined, t, self._on_placement,
                                        on_fetch=transfers.want)
@@ -154,9 +189,15 @@ class Node:
                               events=self.events, view=view, election=election,
                               children=children, local=local, catalog=inv.catalog,
                               counters=counters, address=self.address,
-                              started_at=self.started_at, transfers=transfers)
+                              started_at=self.started_at, transfers=transfers,
+                              report=gossip.report_unreachable)
             self._wired = _Wiring(local, children, election, ctx, inv, transfers, usable)
             await nursery.start(transfers.run)
+            # imported here, once gossip runs and the join is out: hypercorn and Starlette
+            # take ~0.35 s to import on this project's 2-core machine (issue 16, start-up)
+            from mesh_node.api.app import build_app
+            from mesh_node.api.server import serve_api
+
             app = build_app(ctx, t, blobs=transfers)
             self.api_port = await nursery.start(serve_api, app, cfg.api.host, cfg.api.port)
             if cfg.api.tls_cert is not None and cfg.api.tls_key is not None:  # client HTTPS
@@ -170,28 +211,52 @@ class Node:
             nursery.start_soon(self._watch_children, supervisor)
             nursery.start_soon(self._publish_load, app, view)
             await nursery.start(election.run)
-            counters.mdns = await self._start_discovery(nursery, gossip, inv)
+            counters.mdns = await self._start_mdns(nursery, gossip, inv)
+            self._mdns = counters.mdns
+            self._inventory_changed()  # whatever is known already (mDNS caps included)
             log.info("node_ready", api=f"{cfg.api.host}:{self.api_port}",
                      gossip=cfg.mesh.gossip_port, mdns=counters.mdns is not None)
             task_status.started()
 
-    async def _start_discovery(self, nursery: trio.Nursery, gossip: GossipService,
-                               inv: Inventory) -> MdnsDiscovery | None:
+    def _inventory_changed(self) -> None:
+        """The catalog or the capabilities became known: advertise them, re-plan."""
+        w = self._wired
+        if w is None:
+            return  # Node.run calls again once everything is wired
+        inv, before = w.inv, w.local.state
+        w.local.update(learned=own_state(self.config, self.node_id, self.address,
+                                         self.memory_offered, inv))
+        now = w.local.state
+        if now.capabilities != before.capabilities and self._mdns is not None \
+                and self._nursery_mdns is not None:
+            self._nursery_mdns.start_soon(partial(
+                self._mdns.update, capabilities_txt=capability_tokens(now.capabilities)))
+        if inv.known.is_set() and not self._inventory_logged:
+            self._inventory_logged = True
+            log.info("inventory_known", node_id=self.node_id, models=sorted(inv.usable),
+                     capabilities=[f"{c.name}:{'ok' if c.available else c.reason}"
+                                   for c in inv.capabilities],
+                     after_s=round(time.monotonic() - self.started_at, 2))
+        if now != before:
+            w.election.poke()
+            w.ctx.notify_change()
+
+    async def _start_mdns(self, nursery: trio.Nursery, gossip: GossipService,
+                          inv: Inventory) -> MdnsDiscovery | None:
+        """mDNS (static peers started with gossip); its capability tokens follow the probes."""
         cfg = self.config
-        mdns: MdnsDiscovery | None = None
-        if cfg.mesh.mdns:
-            mdns = MdnsDiscovery(self.node_id, cfg.node.name, self.keys.mesh_digest,
-                                 self.address, self.api_port, cfg.mesh.gossip_port,
-                                 capability_tokens(inv.capabilities), cfg.node.interfaces,
-                                 memory_offered=self.memory_offered)
-            try:
-                await nursery.start(mdns.run, lambda p: gossip.add_seed(p.address, p.gossip_port))
-            except DiscoveryError as exc:
-                log.warning("mdns_unavailable", error=str(exc))
-                mdns = None
-        if cfg.mesh.peers:
-            nursery.start_soon(static_peers, cfg.mesh.peers, gossip.add_seed,
-                               self._is_member_addr, self.timings)
+        if not cfg.mesh.mdns:
+            return None
+        mdns = MdnsDiscovery(self.node_id, cfg.node.name, self.keys.mesh_digest,
+                             self.address, self.api_port, cfg.mesh.gossip_port,
+                             capability_tokens(inv.capabilities), cfg.node.interfaces,
+                             memory_offered=self.memory_offered)
+        try:
+            await nursery.start(mdns.run, lambda p: gossip.add_seed(p.address, p.gossip_port))
+        except DiscoveryError as exc:
+            log.warning("mdns_unavailable", error=str(exc))
+            return None
+        self._nursery_mdns = nursery
         return mdns
 
     def _is_member_addr(self, host: str, port: int) -> bool:

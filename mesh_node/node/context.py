@@ -4,7 +4,7 @@ election and the local children; `Counters`: every room's protocol counters in o
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +20,57 @@ from mesh_node.gossip.shell import GossipService
 from mesh_node.node.children import BackendChildren
 from mesh_node.node.local import LocalState
 from mesh_node.node.view import MeshView
-from mesh_node.records import NodeState, Placement
+from mesh_node.records import MemberView, NodeState, Placement
 from mesh_node.security import MeshKeys
 from mesh_node.status.events import EventHub
 from mesh_node.status.view import build_status, model_status
 from mesh_node.transfer.service import TransferService
+
+
+def standby_routes(model_id: str, members: Sequence[MemberView], self_id: str,
+                   local_backends: Mapping[str, tuple[int, str | None]]) -> list[Route]:
+    """Every member that is alive (not suspect) and serves `model_id` (ready), placed or not:
+    while a placed host is suspect, a standby that already loaded the model (issue 16)."""
+    out: list[Route] = []
+    for m in members:
+        if m.node_id == self_id:
+            if model_id in local_backends:
+                port, rewrite = local_backends[model_id]
+                out.append(Route(m.node_id, f"http://127.0.0.1:{port}", True, rewrite))
+        elif m.status == "alive" and m.state is not None and m.serves(model_id):
+            out.append(Route(m.node_id, f"http://{m.state.address}:{m.state.api_port}", False))
+    return out
+
+
+def routes_around_suspects(model_id: str, placement: Placement, members: Sequence[MemberView],
+                           self_id: str, local: Mapping[str, tuple[int, str | None]]
+                           ) -> list[Route]:
+    """`routes_for`, and while a placed host is suspect: ready standbys too, and every host
+    that is not suspect first (a vanished host only times out)."""
+    routes = routes_for(model_id, placement, members, self_id, local)
+    mp = placement.for_model(model_id)
+    suspect = {m.node_id for m in members if m.status == "suspect"}
+    hosts = set(mp.hosts) if mp is not None else set()
+    if not hosts & suspect:
+        return routes
+    extra = [r for r in standby_routes(model_id, members, self_id, local)
+             if r.node_id not in hosts]
+    return sorted(routes + extra, key=lambda r: (r.node_id in suspect, not r.local))
+
+
+def host_worth_waiting_for(node_id: str, members: Sequence[MemberView],
+                           placement: Placement) -> bool:
+    """False once gossip declared the node dead or gone, or while it is suspect and every
+    model placed on it has a ready host that is alive: a request waiting on it moves there."""
+    m = next((m for m in members if m.node_id == node_id), None)
+    if m is None or not m.live:
+        return False
+    if m.status != "suspect":
+        return True
+    models = [mp.model for mp in placement.models if node_id in mp.hosts]
+    return not models or not all(
+        any(o.node_id != node_id and o.status == "alive" and o.serves(model) for o in members)
+        for model in models)
 
 
 @dataclass
@@ -55,7 +101,8 @@ class NodeContext:
                  view: MeshView, election: ElectionService, children: BackendChildren,
                  local: LocalState, catalog: list[CatalogEntry], counters: Counters,
                  address: str, started_at: float,
-                 transfers: TransferService | None = None) -> None:
+                 transfers: TransferService | None = None,
+                 report: Callable[[str, bool], None] = lambda node, refused: None) -> None:
         self.node_id = node_id
         self.node_name = config.node.name
         self.keys = keys
@@ -71,6 +118,7 @@ class NodeContext:
         self._counters = counters
         self._local = local
         self._started = started_at
+        self._report = report
         self._changed = trio.Event()
         self._transfers = transfers
 
@@ -139,11 +187,14 @@ class NodeContext:
         mp = placement.for_model(model_id)
         if mp is not None and mp.served_as:
             model_id = mp.served_as  # an MLX model served through its llama export
-        return routes_for(model_id, placement, self._members(), self.node_id,
-                          self._local_backends())
+        return routes_around_suspects(model_id, placement, self._members(), self.node_id,
+                                      self._local_backends())
 
     def host_alive(self, node_id: str) -> bool:
-        return any(m.node_id == node_id and m.live for m in self._members())
+        return host_worth_waiting_for(node_id, self._members(), self._placement())
+
+    def report_unreachable(self, node_id: str, refused: bool) -> None:
+        self._report(node_id, refused)
 
     def inflight(self) -> Mapping[str, int]:
         return {m.node_id: m.load.inflight for m in self._members() if m.live}

@@ -51,8 +51,15 @@ class LocalState:
     def update(self, *, serving: tuple[Serving, ...] | None = None,
                memory_free: int | None = None, far: tuple[str, ...] | None = None,
                catalog: tuple[ModelSummary, ...] | None = None,
-               store_free: int | None = None) -> None:
+               store_free: int | None = None, learned: NodeState | None = None) -> None:
+        """Republish what changed. `learned`: the same node's record once its inventory is
+        known (capabilities, catalog, what its config says of them), which arrives after the
+        join; `catalog`: digests computed or copies fetched later (transfer/service.py)."""
         new = self.state
+        if learned is not None:
+            new = replace(new, capabilities=learned.capabilities, catalog=learned.catalog,
+                          pins=learned.pins, replicas=learned.replicas,
+                          preload=learned.preload, idle=learned.idle)
         if catalog is not None:
             new = replace(new, catalog=catalog)
         if store_free is not None:

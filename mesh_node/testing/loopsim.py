@@ -24,6 +24,7 @@ from mesh_node.api.demand import DemandBook
 from mesh_node.election.control import decide
 from mesh_node.election.roles import HostRole
 from mesh_node.election.rules import need_bytes
+from mesh_node.election.standby import SuspectAges
 from mesh_node.gossip.fakelan import FakeLan, LinkModel, sim_addr
 from mesh_node.gossip.swim import Swim
 from mesh_node.node.view import MeshView
@@ -73,6 +74,8 @@ class SimNode:
     news: bool = False
     load_at: float = -1e9
     stopping: dict[str, float] = field(default_factory=dict)  # model -> memory freed at
+    ages: SuspectAges = field(default_factory=lambda: SuspectAges(DEFAULT_TIMINGS.standby_after))
+    standby_due: float | None = None
 
     def __post_init__(self) -> None:
         self.view = MeshView(self.core.members)
@@ -96,6 +99,7 @@ class Record:
     placements: list[tuple[float, str, tuple[object, ...]]] = field(default_factory=list)
     starts: list[tuple[float, str, str]] = field(default_factory=list)  # (t, node, model/role)
     stops: list[tuple[float, str, str]] = field(default_factory=list)  # (t, node, model)
+    standby_starts: list[tuple[float, str, str]] = field(default_factory=list)  # beside the plan
     seen_dead: dict[tuple[str, str], float] = field(default_factory=dict)  # (observer, peer)
     violations: list[str] = field(default_factory=list)
 
@@ -197,12 +201,16 @@ class LoopSim:
             return
         sig = tuple((m.node, m.status, m.incarnation, m.state_version, m.load)
                     for m in node.core.members())
-        due = sig != node.last_sig or now - node.last_step >= self.t.election_recheck
+        due = sig != node.last_sig or now - node.last_step >= self.t.election_recheck or (
+            node.standby_due is not None and now >= node.standby_due)
         if not due:
             return
         node.last_sig, node.last_step = sig, now
-        d = decide(node.id, node.view.members(), set(node.hosts), {m.id for m in
-                                                                   node.state.catalog})
+        members = node.view.members()
+        node.ages.after = self.t.standby_after
+        suspects, node.standby_due = node.ages.update(members, now)
+        d = decide(node.id, members, set(node.hosts), {m.id for m in node.state.catalog},
+                   suspects)
         if not node.planned or _structure(d.placement) != _structure(node.placement):
             self.rec.placements.append((now, node.id, _structure(d.placement)))
             self._check_dead_not_named(node, d.placement, now)
@@ -222,17 +230,18 @@ class LoopSim:
             if node.stopping:  # the node's step awaits each stop before it starts anything
                 node.last_sig = None  # so the next slice steps again
                 break
-            self._ensure_host(node, role, now)
+            self._ensure_host(node, role, now, role in d.standby)
         self._publish(node, now)
 
-    def _ensure_host(self, node: SimNode, role: HostRole, now: float) -> None:
+    def _ensure_host(self, node: SimNode, role: HostRole, now: float, standby: bool) -> None:
         cur = node.hosts.get(role.model)
         if cur is not None and cur.key == role.key:
             return
         node.hosts[role.model] = _Child(role.key, now, now + node.load_s,
                                         tuple((w.node_id, w.weight) for w in role.workers),
                                         role.backend)
-        self.rec.starts.append((now, node.id, role.model))
+        (self.rec.standby_starts if standby else self.rec.starts).append(
+            (now, node.id, role.model))
 
     def _publish(self, node: SimNode, now: float) -> None:
         serving: list[Serving] = []

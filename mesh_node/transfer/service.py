@@ -48,8 +48,11 @@ class TransferService:
                  usable: MutableMapping[str, CatalogEntry], members: Callable[[],
                                                                              Sequence[MemberView]],
                  hosted: Callable[[], Collection[str]], events: EventHub, timings: Timings,
-                 on_catalog: Callable[[], None]) -> None:
+                 on_catalog: Callable[[], None], catalog_known: trio.Event | None = None
+                 ) -> None:
         self.cfg, self.node_id, self.keys, self.t = cfg, node_id, keys, timings
+        # the node joins before its catalog scan ends (node/assembly.py): digests wait for it
+        self._known = catalog_known
         self.catalog, self.usable, self.members, self.hosted = catalog, usable, members, hosted
         self.events, self.on_catalog = events, on_catalog
         self.shares = cfg.node.share_models
@@ -82,6 +85,8 @@ class TransferService:
                     self.events.publish("transfer", self.progress[d].to_json(now))
 
     async def _digest_all(self) -> None:
+        if self._known is not None:
+            await self._known.wait()
         cache = DigestCache(self.cfg.node.data_dir)
         for e in list(self.catalog):
             if e.error or e.digest or not (_single_gguf(e) or e.format == "mlx"):
