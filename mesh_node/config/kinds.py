@@ -227,6 +227,8 @@ def parse_duration(v: object) -> float | None:
     """Seconds for a number or an "1h30m"-style string; None when it is neither (or < 0)."""
     if isinstance(v, bool):
         return None
+    if isinstance(v, int) and abs(v) > _MAX_DURATION:
+        return None  # float() of a 400-digit TOML integer overflows
     if isinstance(v, int | float):
         x = float(v)
     elif isinstance(v, str) and v.strip():

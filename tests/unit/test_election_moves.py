@@ -27,7 +27,7 @@ def node(nid: str, gib: float, models: tuple[ModelSummary, ...] = (), store: flo
     mem = int(gib * GIB)
     return NodeState(nid, nid, f"10.0.0.{ord(nid[0]) % 250}", 9337, 9338, mem, mem, caps,
                      models, serving, replicas=replicas, store_free=int(store * GIB),
-                     shares=shares)
+                     shares=shares, preload=("qwen",))  # wanted: copies serve wanted models
 
 
 def moves(*states: NodeState) -> list[tuple[str, str, str]]:

@@ -15,7 +15,8 @@ MIB = 1 << 20
 def _member(i: int, status: str = "alive", mem_mib: int = 2048, holds: bool = True,
             serving: tuple[Serving, ...] = ()) -> MemberView:
     st = NodeState(f"n{i}", f"node{i}", f"10.0.0.{i}", 9337, 9338, mem_mib * MIB,
-                   mem_mib * MIB, (LLAMA,), (GEMMA,) if holds else (), serving=serving)
+                   mem_mib * MIB, (LLAMA,), (GEMMA,) if holds else (), serving=serving,
+                   preload=("gemma",))  # wanted: a standby is for a model the mesh serves
     return MemberView(f"n{i}", status, 0, st.address, 9338, st)  # type: ignore[arg-type]
 
 
@@ -54,7 +55,8 @@ def test_standby_never_oversubscribes_memory() -> None:
     other = model("other", 1200)
     big = NodeState("n2", "node2", "10.0.0.2", 9337, 9338, 1500 * MIB, 1500 * MIB, (LLAMA,),
                     (GEMMA, other), serving=(Serving("other", "host", "llama", True, 9337,
-                                                     "ready", (), 50),))
+                                                     "ready", (), 50),),
+                    preload=("gemma", "other"))
     view = [_member(1, "suspect", serving=_hosting()),
             MemberView("n2", "alive", 0, "10.0.0.2", 9338, big)]
     d = decide("n2", view, {"other"}, {"gemma", "other"}, {"n1"})
