@@ -59,6 +59,7 @@ INBOUND_PER_ADDR = 1  # one exchange per source address at a time (memberlist se
 SUBSCRIBER_BUFFER = 256
 # linux/errqueue.h: struct sock_extended_err, then the offender's sockaddr_in
 _IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+_BIND_ATTEMPTS = 16  # port 0: UDP ports the kernel picks until one is free on TCP too
 _EE = struct.Struct("=IBBBBII")
 _EE_ORIGIN_ICMP, _ICMP_UNREACH, _ICMP_PORT_UNREACH = 2, 3, 3
 _STATS = ("sent_bytes", "sent_packets", "recv_bytes", "recv_packets", "dropped_auth",
@@ -94,17 +95,33 @@ class GossipService:
         self._udp: trio.socket.SocketType | None = None
         self._nursery: trio.Nursery | None = None
 
+    async def _bind_both(self) -> tuple[trio.socket.SocketType, list[trio.SocketListener]]:
+        """UDP and TCP on one port. Port 0: the kernel's UDP port may be taken on TCP (by any
+        outgoing connection's ephemeral port), so try a few ports before giving up."""
+        for attempt in range(_BIND_ATTEMPTS):
+            raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            if sys.platform == "linux":  # ICMP errors of an unconnected socket, with their address
+                raw.setsockopt(socket.SOL_IP, _IP_RECVERR, 1)
+            udp = trio.socket.from_stdlib_socket(raw)
+            try:
+                await udp.bind(self._bind)
+                listeners = await trio.open_tcp_listeners(udp.getsockname()[1],
+                                                          host=self._bind[0])
+            except OSError as exc:
+                udp.close()
+                if self._bind[1] != 0 or exc.errno != errno.EADDRINUSE \
+                        or attempt == _BIND_ATTEMPTS - 1:
+                    raise
+                continue
+            self._raw_udp = raw
+            return udp, listeners
+        raise AssertionError("unreachable")
+
     # --- public surface ---------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[Addr] = trio.TASK_STATUS_IGNORED) -> None:
         """Bind UDP and TCP (push-pull) on one port, then gossip until cancelled."""
-        raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        if sys.platform == "linux":  # ICMP errors of an unconnected socket, with their address
-            raw.setsockopt(socket.SOL_IP, _IP_RECVERR, 1)
-        self._raw_udp = raw
-        udp = trio.socket.from_stdlib_socket(raw)
-        await udp.bind(self._bind)
+        udp, listeners = await self._bind_both()
         port = udp.getsockname()[1]
-        listeners = await trio.open_tcp_listeners(port, host=self._bind[0])
         self._udp = udp
         with udp:
             async with trio.open_nursery() as nursery:
