@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from functools import partial
+from typing import Any
 
 import httpx
 import trio
@@ -170,6 +171,26 @@ async def _dialects(client: httpx.AsyncClient, mesh: str, n: int,
     return out
 
 
+def _profiled(fn: Any, *args: Any) -> None:
+    """trio.run(fn, *args), under cProfile counting this thread's CPU time (not wall time,
+    which a loaded machine inflates with preemption) when HOP_PROFILE_OUT names a stats file;
+    SIGINT ends the run and the stats are written (hop_profile.py)."""
+    out = os.environ.get("HOP_PROFILE_OUT")
+    if not out:
+        trio.run(fn, *args)
+        return
+    import cProfile
+    prof = cProfile.Profile(time.thread_time)
+    prof.enable()
+    try:
+        trio.run(fn, *args)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        prof.disable()
+        prof.dump_stats(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=2000)
@@ -181,7 +202,7 @@ def main() -> None:
         trio.run(serve_upstream, args.serve_upstream)
         return
     if args.serve_mesh:
-        trio.run(serve_mesh, int(args.serve_mesh[0]), args.serve_mesh[1])
+        _profiled(serve_mesh, int(args.serve_mesh[0]), args.serve_mesh[1])
         return
     procs = []
     try:

@@ -108,9 +108,7 @@ class Forwarder:
         """The upstream's response, or ApiError (503 no host, 504 timeout)."""
         deadline = trio.current_time() + self.timings.route_retry_window
         while True:
-            routes = self.ctx.routes(job.model_id)
-            if job.forwarded:
-                routes = [r for r in routes if r.local]
+            routes = self.routes(job)
             for route in order_routes(routes, self.ctx.inflight(), self.state.outbound):
                 try:
                     return await self._attempt(route, job, tracker)
@@ -125,6 +123,19 @@ class Forwarder:
                 log.warning("no_ready_host", model=job.model_id, routes=len(routes))
                 raise errors.no_ready_host(job.model_id, retry_after=2)
             await self.ctx.wait_for_change(min(remaining, _REPOLL_S))
+
+    def routes(self, job: Job) -> list[Route]:
+        """THE place a request resolves where it can go (read from the node's route table,
+        built once per placement/view change); a forwarded job is served locally or not."""
+        routes = self.ctx.routes(job.model_id)
+        if job.forwarded:
+            routes = [r for r in routes if r.local]
+        return routes
+
+    def connect_failed(self, route: Route, exc: Exception) -> _Retry:
+        """THE place an upstream connect failure (refused, unreachable, timed out) is seen:
+        the attempt is retried elsewhere."""
+        return _Retry(f"connect: {exc!r}")
 
     def _request(self, route: Route, job: Job) -> tuple[httpx.Request, bytes | None]:
         """The upstream request, and the nonce that opens a sealed answer (None: clear)."""
@@ -205,7 +216,7 @@ class Forwarder:
         try:
             resp = await self.transport.handle_async_request(request)
         except (httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ConnectError) as exc:
-            raise _Retry(f"connect: {exc!r}") from None
+            raise self.connect_failed(route, exc) from None
         except httpx.TimeoutException:
             raise errors.upstream_timeout(job.model_id) from None
         except httpx.TransportError as exc:

@@ -44,3 +44,43 @@ def routes_for(model_id: str, placement: Placement, members: Sequence[MemberView
         if m is not None and m.state is not None and m.serves(model_id):  # the one rule
             routes.append(Route(host, f"http://{m.state.address}:{m.state.api_port}", False))
     return sorted(routes, key=lambda r: not r.local)
+
+
+class RouteTable:
+    """Everything a request reads about the mesh, computed once per view/placement change.
+
+    Profiling a hop showed each request rebuilding the member list three times (name
+    resolution, routes, in-flight counts) and a fourth per watched peer; the node now builds
+    this table when the first request after a change needs it (`NodeContext.notify_change`
+    drops it) and every request until the next change only reads it. Pure: same inputs,
+    same table.
+    """
+
+    def __init__(self, placement: Placement, members: Sequence[MemberView], self_id: str,
+                 local_backends: Mapping[str, tuple[int, str | None]],
+                 entries: list[dict[str, Any]]) -> None:
+        self.entries = entries
+        self.live = frozenset(m.node_id for m in members if m.live)
+        self._placement, self._members, self._self = placement, list(members), self_id
+        self._local = dict(local_backends)
+        self._routes: dict[str, tuple[Route, ...]] = {}
+        self._names: dict[str, str | None] = {}
+
+    def resolve(self, name: str) -> str | None:
+        if name not in self._names:
+            if len(self._names) >= 1024:  # names come from clients: bounded
+                self._names.clear()
+            self._names[name] = resolve_name(name, self.entries)
+        return self._names[name]
+
+    def routes(self, model_id: str) -> list[Route]:
+        """Ready hosts of `model_id`, local first (an MLX model served through its llama
+        export routes to the export's hosts)."""
+        found = self._routes.get(model_id)
+        if found is None:
+            mp = self._placement.for_model(model_id)
+            served = mp.served_as if mp is not None and mp.served_as else model_id
+            found = tuple(routes_for(served, self._placement, self._members, self._self,
+                                     self._local))
+            self._routes[model_id] = found
+        return list(found)

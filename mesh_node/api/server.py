@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 
 def hypercorn_config(host: str, port: int, tls: tuple[Path, Path] | None = None) -> Config:
@@ -25,7 +25,7 @@ def hypercorn_config(host: str, port: int, tls: tuple[Path, Path] | None = None)
     return config
 
 
-async def serve_api(app: Starlette, host: str, port: int, *,
+async def serve_api(app: ASGIApp, host: str, port: int, *,
                     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
                     tls: tuple[Path, Path] | None = None,
                     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:

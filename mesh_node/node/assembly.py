@@ -196,6 +196,8 @@ class Node:
 
     def _on_placement(self, old: Placement, new: Placement) -> None:
         self.events.publish("placement", {"placement": placement_to_json(new, {})})
+        if self._wired is not None:  # the route table follows the placement at once
+            self._wired.ctx.notify_change()
 
     async def _watch_gossip(self, gossip: GossipService) -> None:
         w = self._wired
@@ -203,7 +205,8 @@ class Node:
         async for change in gossip.subscribe():
             m = change.member
             if change.load_only:
-                continue  # load moves routing order only, read live at each request
+                w.ctx.notify_load()  # load moves routing order only
+                continue
             if m.node != self.node_id:
                 self.events.publish("member", {"id": m.node, "status": m.status,
                                                "incarnation": m.incarnation})

@@ -11,7 +11,7 @@ from typing import Any
 import trio
 
 from mesh_node.api.context import Route
-from mesh_node.api.resolve import resolve_name, routes_for
+from mesh_node.api.resolve import RouteTable
 from mesh_node.catalog.entry import CatalogEntry
 from mesh_node.config.model import Config
 from mesh_node.discovery.mdns import MdnsDiscovery
@@ -24,6 +24,12 @@ from mesh_node.records import NodeState, Placement
 from mesh_node.security import MeshKeys
 from mesh_node.status.events import EventHub
 from mesh_node.status.view import build_status
+
+
+# A route table is rebuilt at least this often even without a change notice: gossip's
+# subscribers can lose notices when they fall behind (SUBSCRIBER_BUFFER), and this bounds
+# what such a loss could cost; one rebuild a second is nothing next to one per request.
+TABLE_MAX_AGE_S = 1.0
 
 
 @dataclass
@@ -67,6 +73,9 @@ class NodeContext:
         self._local = local
         self._started = started_at
         self._changed = trio.Event()
+        self._table: RouteTable | None = None  # dropped at every change: see notify_change
+        self._table_at = 0.0
+        self._inflight: dict[str, int] | None = None  # dropped at every load change
 
     def _placement(self) -> Placement:
         return self._election.placement
@@ -79,13 +88,31 @@ class NodeContext:
 
     # --- change notification -------------------------------------------------------------
     def notify_change(self) -> None:
-        """Wake every `wait_for_change` waiter (placement or readiness changed)."""
+        """Placement, membership, a member's record or a local child changed: drop the route
+        table (the next request rebuilds it) and wake every `wait_for_change` waiter. The node
+        calls this on every such change, so no request reads a table older than the change."""
+        self._table = None
+        self._inflight = None
         self._changed.set()
         self._changed = trio.Event()
+
+    def notify_load(self) -> None:
+        """A member's gossiped load changed: in-flight counts are re-read at the next request."""
+        self._inflight = None
 
     async def wait_for_change(self, timeout: float) -> None:  # noqa: ASYNC109
         with trio.move_on_after(timeout):
             await self._changed.wait()
+
+    def table(self) -> RouteTable:
+        """The route table of the current view and placement (built on first use after a
+        change: the one place the API's per-request mesh reads come from)."""
+        now = trio.current_time()
+        if self._table is None or now - self._table_at > TABLE_MAX_AGE_S:
+            self._table_at = now
+            self._table = RouteTable(self._placement(), self._members(), self.node_id,
+                                     self._local_backends(), self._entries())
+        return self._table
 
     # --- models and routes ---------------------------------------------------------------
     def _states(self) -> list[NodeState]:
@@ -106,7 +133,7 @@ class NodeContext:
         out = []
         for e in self._entries():
             mp = placement.for_model(e["id"])
-            routes = self.routes(e["id"])
+            routes = self.routes(e["id"])  # through the table: built once
             out.append({**e, "mode": mp.mode if mp else "unplanned",
                         "hosts": [names.get(h, h) for h in (mp.hosts if mp else ())],
                         "served_as": mp.served_as if mp else None,
@@ -114,21 +141,18 @@ class NodeContext:
         return out
 
     def resolve(self, name: str) -> str | None:
-        return resolve_name(name, self._entries())
+        return self.table().resolve(name)
 
     def routes(self, model_id: str) -> list[Route]:
-        placement = self._placement()
-        mp = placement.for_model(model_id)
-        if mp is not None and mp.served_as:
-            model_id = mp.served_as  # an MLX model served through its llama export
-        return routes_for(model_id, placement, self._members(), self.node_id,
-                          self._local_backends())
+        return self.table().routes(model_id)
 
     def host_alive(self, node_id: str) -> bool:
-        return any(m.node_id == node_id and m.live for m in self._members())
+        return node_id in self.table().live
 
     def inflight(self) -> Mapping[str, int]:
-        return {m.node_id: m.load.inflight for m in self._members() if m.live}
+        if self._inflight is None:
+            self._inflight = {m.node_id: m.load.inflight for m in self._members() if m.live}
+        return self._inflight
 
     def readiness(self) -> tuple[bool, str]:
         if not self._planned():
