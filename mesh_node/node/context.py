@@ -25,7 +25,6 @@ from mesh_node.security import MeshKeys
 from mesh_node.status.events import EventHub
 from mesh_node.status.view import build_status
 
-
 # A route table is rebuilt at least this often even without a change notice: gossip's
 # subscribers can lose notices when they fall behind (SUBSCRIBER_BUFFER), and this bounds
 # what such a loss could cost; one rebuild a second is nothing next to one per request.
