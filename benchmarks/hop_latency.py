@@ -80,7 +80,9 @@ async def serve_mesh(port: int, upstream: str) -> None:
         import structlog
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     ctx = FakeMeshContext([FakeModel("bench", routes=[Route("up", upstream, True)])])
-    await serve_api(build_app(ctx, Timings()), "127.0.0.1", port)
+    server = os.environ.get("HOP_SERVER", "h11")  # hop_nginx.py also runs the hypercorn one
+    await serve_api(build_app(ctx, Timings()), "127.0.0.1", port,
+                    server="hypercorn" if server == "hypercorn" else "h11")
 
 
 def _port() -> int:

@@ -15,6 +15,7 @@ import time
 SUITE: list[tuple[str, str, list[str]]] = [
     ("gossip_sim", "benchmarks.gossip_sim", []),
     ("hop_nginx", "benchmarks.hop_nginx", []),
+    ("relay_capacity", "benchmarks.relay_capacity", []),
     ("lab_gossip", "benchmarks.lab_gossip", []),
     ("node_footprint", "benchmarks.node_footprint", []),
     ("lab_failover", "benchmarks.lab_failover", []),
