@@ -80,9 +80,11 @@ async def serve_mesh(port: int, upstream: str) -> None:
         import structlog
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     ctx = FakeMeshContext([FakeModel("bench", routes=[Route("up", upstream, True)])])
-    server = os.environ.get("HOP_SERVER", "h11")  # hop_nginx.py also runs the hypercorn one
-    await serve_api(build_app(ctx, Timings()), "127.0.0.1", port,
-                    server="hypercorn" if server == "hypercorn" else "h11")
+    # hop_nginx.py also runs the app on hypercorn; no keyword otherwise, so the script also
+    # drives an older mesh_node (PYTHONPATH=...) for before/after figures
+    kw: dict[str, Any] = {"server": "hypercorn"} if os.environ.get("HOP_SERVER") == "hypercorn" \
+        else {}
+    await serve_api(build_app(ctx, Timings()), "127.0.0.1", port, **kw)
 
 
 def _port() -> int:

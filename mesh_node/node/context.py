@@ -20,7 +20,7 @@ from mesh_node.gossip.shell import GossipService
 from mesh_node.node.children import BackendChildren
 from mesh_node.node.local import LocalState
 from mesh_node.node.view import MeshView
-from mesh_node.records import NodeState, Placement
+from mesh_node.records import MemberView, NodeState, Placement
 from mesh_node.security import MeshKeys
 from mesh_node.status.events import EventHub
 from mesh_node.status.view import build_status
@@ -109,17 +109,16 @@ class NodeContext:
         now = trio.current_time()
         if self._table is None or now - self._table_at > TABLE_MAX_AGE_S:
             self._table_at = now
-            self._table = RouteTable(self._placement(), self._members(), self.node_id,
-                                     self._local_backends(), self._entries())
+            members = self._members()
+            self._table = RouteTable(self._placement(), members, self.node_id,
+                                     self._local_backends(), self._entries(members))
         return self._table
 
     # --- models and routes ---------------------------------------------------------------
-    def _states(self) -> list[NodeState]:
-        return [m.state for m in self._members() if m.live and m.state is not None]
-
-    def _entries(self) -> list[dict[str, Any]]:
+    def _entries(self, members: list[MemberView]) -> list[dict[str, Any]]:
         seen: dict[str, dict[str, Any]] = {}
-        for st in sorted(self._states(), key=lambda s: s.node_id):
+        states = [m.state for m in members if m.live and m.state is not None]
+        for st in sorted(states, key=lambda s: s.node_id):
             for ms in st.catalog:
                 e = seen.setdefault(ms.id, {"id": ms.id, "aliases": [], "key": ms.key,
                                             "backend": ms.backend, "format": ms.format})
@@ -130,7 +129,7 @@ class NodeContext:
         placement = self._placement()
         names = {m.node_id: (m.state.name if m.state else m.node_id) for m in self._members()}
         out = []
-        for e in self._entries():
+        for e in self.table().entries:
             mp = placement.for_model(e["id"])
             routes = self.routes(e["id"])  # through the table: built once
             out.append({**e, "mode": mp.mode if mp else "unplanned",
