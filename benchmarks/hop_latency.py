@@ -82,8 +82,10 @@ async def serve_mesh(port: int, upstream: str) -> None:
     ctx = FakeMeshContext([FakeModel("bench", routes=[Route("up", upstream, True)])])
     # hop_nginx.py also runs the app on hypercorn; no keyword otherwise, so the script also
     # drives an older mesh_node (PYTHONPATH=...) for before/after figures
-    kw: dict[str, Any] = {"server": "hypercorn"} if os.environ.get("HOP_SERVER") == "hypercorn" \
-        else {}
+    import inspect
+    kw: dict[str, Any] = {"server": "hypercorn"} if (
+        os.environ.get("HOP_SERVER") == "hypercorn"
+        and "server" in inspect.signature(serve_api).parameters) else {}
     await serve_api(build_app(ctx, Timings()), "127.0.0.1", port, **kw)
 
 
