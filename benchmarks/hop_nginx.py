@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hop_latency import _cpu_s, _pct, _port, _ttfb, _wait_up  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hop_nginx.json"
+RETRIED: dict[str, int] = {}  # streamed requests retried once after a silent close, by URL
 DEMO_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / "mesh-node-api-demo"  # shared with tests
 PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse keeper."}]
 LLAMA_START_S = 180.0
@@ -115,12 +116,16 @@ def start_nginx(procs: Procs, tmp: Path, upstreams: list[str]) -> list[str]:
     return [f"http://127.0.0.1:{p}" for p in ports]
 
 
-def start_mesh(procs: Procs, upstream: str, server: str = "h11") -> tuple[str, int]:
-    """A mesh app in front of `upstream` on mesh-node's h11 server (or on hypercorn)."""
+def start_mesh(procs: Procs, upstream: str, server: str = "h11",
+               src: str | None = None) -> tuple[str, int]:
+    """A mesh app in front of `upstream` on mesh-node's h11 server (or on hypercorn); `src`:
+    import mesh_node from that source tree instead (an older version, for before/after)."""
     port = _port()
+    env = {**os.environ, "HOP_SERVER": server}
+    if src is not None:
+        env["PYTHONPATH"] = src
     p = procs.start([sys.executable, str(Path(__file__).with_name("hop_latency.py")),
-                     "--serve-mesh", str(port), upstream],
-                    env={**os.environ, "HOP_SERVER": server})
+                     "--serve-mesh", str(port), upstream], env=env)
     return f"http://127.0.0.1:{port}", p.pid
 
 
@@ -169,13 +174,20 @@ async def ttfb_paths(paths: dict[str, str], n: int, warm: int, body: bytes | Non
 async def _stream_tokens(client: httpx.AsyncClient, url: str, max_tokens: int) -> int:
     body = {"model": "bench", "stream": True, "max_tokens": max_tokens, "messages": PROMPT,
             "temperature": 0.0}
-    tokens = 0
-    async with client.stream("POST", url + "/v1/chat/completions", json=body) as r:
-        r.raise_for_status()
-        async for line in r.aiter_lines():
-            if line.startswith("data: {") and '"content":"' in line.replace(" ", ""):
-                tokens += 1
-    return tokens
+    for attempt in range(2):  # a keep-alive connection the server closed as it was reused
+        tokens = 0
+        try:
+            async with client.stream("POST", url + "/v1/chat/completions", json=body) as r:
+                r.raise_for_status()
+                async for line in r.aiter_lines():
+                    if line.startswith("data: {") and '"content":"' in line.replace(" ", ""):
+                        tokens += 1
+            return tokens
+        except httpx.RemoteProtocolError:
+            if tokens or attempt:
+                raise
+            RETRIED[url] = RETRIED.get(url, 0) + 1
+    return 0
 
 
 async def tokens_per_s(url: str, conc: int, per_stream: int, max_tokens: int) -> float:
@@ -239,19 +251,28 @@ async def run(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, An
     mesh_fast, fast_pid = start_mesh(procs, fast)
     hyper_fast, hyper_pid = start_mesh(procs, fast, "hypercorn")  # the server it replaced
     mesh_llama, llama_pid = start_mesh(procs, llama)
+    before: dict[str, tuple[str, int]] = {}
+    if args.before_src:  # the same app from an older tree, in the same interleaved run
+        before = {"fast": start_mesh(procs, fast, "hypercorn", args.before_src),
+                  "llama": start_mesh(procs, llama, "hypercorn", args.before_src)}
     ngx_fast, ngx_llama = start_nginx(procs, tmp, [fast, llama])
     ngx_pid = procs.procs[-1].pid
     await wait_llama(llama)
     res: dict[str, Any] = {"load_avg_start": os.getloadavg()[0], "cores": os.cpu_count(),
                            "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    res["ttfb_fast"] = await ttfb_paths(
-        {"direct": fast, "mesh": mesh_fast, "nginx": ngx_fast, "hypercorn": hyper_fast},
-        args.requests, 50, BODY,
-        {"mesh": fast_pid, "hypercorn": hyper_pid, "nginx": _nginx_worker(ngx_pid)})
-    res["ttfb_llama"] = await ttfb_paths(
-        {"direct": llama, "mesh": mesh_llama, "nginx": ngx_llama}, args.llama_requests, 5,
-        _llama_body(2), {"mesh": llama_pid})
+    fast_paths = {"direct": fast, "mesh": mesh_fast, "nginx": ngx_fast, "hypercorn": hyper_fast}
+    fast_pids = {"mesh": fast_pid, "hypercorn": hyper_pid, "nginx": _nginx_worker(ngx_pid)}
+    llama_paths = {"direct": llama, "mesh": mesh_llama, "nginx": ngx_llama}
+    llama_pids = {"mesh": llama_pid}
+    if before:
+        fast_paths["before"], fast_pids["before"] = before["fast"]
+        llama_paths["before"], llama_pids["before"] = before["llama"]
+    res["ttfb_fast"] = await ttfb_paths(fast_paths, args.requests, 50, BODY, fast_pids)
+    res["ttfb_llama"] = await ttfb_paths(llama_paths, args.llama_requests, 5, _llama_body(2),
+                                         llama_pids)
     res["throughput"] = await throughput(llama, mesh_llama, args.concurrency, args.max_tokens)
+    res["throughput_retried"] = {("mesh" if u == mesh_llama else "direct"): n
+                                 for u, n in RETRIED.items()}
     res["load_avg_end"] = os.getloadavg()[0]
     return res
 
@@ -268,6 +289,12 @@ def report(r: dict[str, Any]) -> None:
         added = "".join(f"{t[f'{p}_added_p50_ms']:>8.3f}/{t[f'{p}_added_p99_ms']:<7.3f}"
                         for p in ("mesh", "nginx"))
         print(f"{label + ' (n=' + str(t['requests']) + ')':<22}{cols}{added}")
+    for key in ("ttfb_fast", "ttfb_llama"):
+        if "before" in r[key]:
+            b = r[key]
+            print(f"{key}: before this change (--before-src, same run): p50/p99 "
+                  f"{b['before']['p50_ms']:.3f}/{b['before']['p99_ms']:.3f} ms, added "
+                  f"{b['before_added_p50_ms']:.3f}/{b['before_added_p99_ms']:.3f} ms")
     f = r["ttfb_fast"]
     if "hypercorn" in f:
         print(f"same mesh app on hypercorn (fast upstream, same run): "
@@ -295,6 +322,8 @@ def main() -> None:
     ap.add_argument("--llama-requests", type=int, default=100, help="TTFB samples, llama")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--max-tokens", type=int, default=32, help="per streamed request")
+    ap.add_argument("--before-src", help="also run the mesh app from this source tree "
+                    "(a checkout's root holding mesh_node/), interleaved: before/after")
     args = ap.parse_args()
     procs = Procs()
     tmp = Path(tempfile.mkdtemp(prefix="hop-nginx-"))

@@ -221,13 +221,16 @@ async def run(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, An
     ngx_master = procs.procs[-1].pid
     paths = {"direct": (up_port, []), "mesh": (int(mesh_url.rsplit(":", 1)[1]), [mesh_pid]),
              "nginx": (int(ngx_url.rsplit(":", 1)[1]), _children(ngx_master) or [ngx_master])}
+    order = ["direct", "mesh", "nginx", "nginx", "mesh", "direct"]
+    if args.before_src:  # the same app from an older tree, interleaved: before/after
+        b_url, b_pid = start_mesh(procs, up, "hypercorn", args.before_src)
+        paths["before"] = (int(b_url.rsplit(":", 1)[1]), [b_pid])
+        order = ["direct", "mesh", "before", "nginx", "nginx", "before", "mesh", "direct"]
     for port, _ in paths.values():
         await _wait_listening(port)
-    await run_streams(paths["mesh"][0], 4, 20, 0)  # warm: code paths and pools
-    await run_streams(paths["nginx"][0], 4, 20, 0)
+        await run_streams(port, 4, 20, 0)  # warm: code paths and pools
     res: dict[str, Any] = {"load_avg_start": os.getloadavg()[0], "cores": os.cpu_count(),
                            "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    order = ["direct", "mesh", "nginx", "nginx", "mesh", "direct"]
     for rate in args.rates:
         chunks = args.chunks if rate > 0 else args.fast_chunks
         for streams in args.streams:
@@ -248,7 +251,7 @@ def report(r: dict[str, Any]) -> None:
     for key, t in r.items():
         if not isinstance(t, dict) or "direct" not in t:
             continue
-        for name in ("direct", "mesh", "nginx"):
+        for name in [p for p in ("direct", "mesh", "nginx", "before") if p in t]:
             x = t[name]
             per_cpu = "-" if x["chunks_per_cpu_s"] is None or name == "direct" \
                 else str(x["chunks_per_cpu_s"])
@@ -265,6 +268,8 @@ def main() -> None:
                     help="tokens/s per stream; 0 = as fast as it goes")
     ap.add_argument("--chunks", type=int, default=300, help="per stream, rated runs")
     ap.add_argument("--fast-chunks", type=int, default=400, help="per stream, unthrottled")
+    ap.add_argument("--before-src", help="also relay through the mesh app from this source "
+                    "tree (holding mesh_node/), interleaved: before/after")
     ap.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_upstream:

@@ -103,6 +103,7 @@ class Forwarder:
         self._timeout = httpx.Timeout(connect=timings.upstream_connect_timeout,
                                       read=timings.upstream_read_timeout, write=30.0,
                                       pool=timings.upstream_connect_timeout).as_dict()
+        self._urls: dict[tuple[str, str], httpx.URL] = {}
 
     async def handle(self, job: Job, tracker: Tracker) -> Response:
         """The upstream's response, or ApiError (503 no host, 504 timeout)."""
@@ -150,8 +151,19 @@ class Forwarder:
                                                      job.path, content, self.wall())
             headers |= signed
             headers.update(job.client_auth)
-        return httpx.Request("POST", route.url.rstrip("/") + job.path, content=content,
+        return httpx.Request("POST", self._url(route.url, job.path), content=content,
                              headers=headers, extensions={"timeout": self._timeout}), nonce
+
+    def _url(self, base: str, path: str) -> httpx.URL:
+        """The parsed upstream URL, parsed once per (host, path): httpx's URL parser was
+        ~6 % of a hop's CPU in the profile. Bounded: hosts come from the route table."""
+        key = (base, path)
+        url = self._urls.get(key)
+        if url is None:
+            if len(self._urls) >= 1024:
+                self._urls.clear()
+            url = self._urls[key] = httpx.URL(base.rstrip("/") + path)
+        return url
 
     async def _attempt(self, route: Route, job: Job, tracker: Tracker) -> Response:
         self.state.open_outbound(route.node_id)
