@@ -186,6 +186,8 @@ def _profiled(fn: Any, *args: Any) -> None:
         trio.run(fn, *args)
         return
     import cProfile
+    import signal
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # terminate(): stats written too
     prof = cProfile.Profile(time.thread_time)
     prof.enable()
     try:

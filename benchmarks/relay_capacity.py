@@ -220,7 +220,7 @@ async def run(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, An
     (ngx_url,) = start_nginx(procs, tmp, [up])
     ngx_master = procs.procs[-1].pid
     paths = {"direct": (up_port, []), "mesh": (int(mesh_url.rsplit(":", 1)[1]), [mesh_pid]),
-             "nginx": (int(ngx_url.rsplit(":", 1)[1]), _children(ngx_master) or [ngx_master])}
+             "nginx": (int(ngx_url.rsplit(":", 1)[1]), [ngx_master])}  # + worker, below
     order = ["direct", "mesh", "nginx", "nginx", "mesh", "direct"]
     if args.before_src:  # the same app from an older tree, interleaved: before/after
         b_url, b_pid = start_mesh(procs, up, "hypercorn", args.before_src)
@@ -229,6 +229,7 @@ async def run(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, An
     for port, _ in paths.values():
         await _wait_listening(port)
         await run_streams(port, 4, 20, 0)  # warm: code paths and pools
+    paths["nginx"] = (paths["nginx"][0], [ngx_master, *_children(ngx_master)])  # forked now
     res: dict[str, Any] = {"load_avg_start": os.getloadavg()[0], "cores": os.cpu_count(),
                            "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     for rate in args.rates:

@@ -83,7 +83,7 @@ class _Connection:
 
     def reset(self) -> None:
         self.start: Message | None = None
-        self.head_sent = self.done = self.body_read = False
+        self.head_sent = self.done = self.body_read = self.chunked = False
         self.is_head = False
 
     async def run(self) -> None:
@@ -223,9 +223,16 @@ class _Connection:
             data = self.h11.send(h11.Response(status_code=self.start["status"],
                                               headers=headers)) or b""
             self.head_sent = True
+            self.chunked = b"\r\ntransfer-encoding: chunked\r\n" in data.lower()
         body = message.get("body", b"")
         if body and not self.is_head:
-            data += self.h11.send(h11.Data(data=body)) or b""
+            # Chunked: h11's own framing written here, without its per-event state-machine
+            # work (h11 was a quarter of a relayed chunk's CPU in the relay profile). A Data
+            # event changes no h11 state; EndOfMessage below still goes through h11.
+            if self.chunked:
+                data += b"%x\r\n%s\r\n" % (len(body), body)
+            else:
+                data += self.h11.send(h11.Data(data=body)) or b""
         if not message.get("more_body", False):
             data += self.h11.send(h11.EndOfMessage()) or b""
             self.done = True
