@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from functools import partial
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -67,6 +68,7 @@ class _Date:
 
 
 _date = _Date()
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
 class _Connection:
@@ -220,8 +222,9 @@ class _Connection:
         data = b""
         if not self.head_sent:
             headers = [*self.start.get("headers", ()), (b"date", _date())]
-            data = self.h11.send(h11.Response(status_code=self.start["status"],
-                                              headers=headers)) or b""
+            status = self.start["status"]
+            data = self.h11.send(h11.Response(status_code=status, headers=headers,
+                                              reason=_REASONS.get(status, b""))) or b""
             self.head_sent = True
             self.chunked = b"\r\ntransfer-encoding: chunked\r\n" in data.lower()
         body = message.get("body", b"")
