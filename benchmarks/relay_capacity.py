@@ -1,7 +1,7 @@
 """Relay capacity: how many SSE chunks per second one mesh node relays per core, and the
 latency it adds to each chunk, against nginx in front of the same upstream, in one run.
 
-    .venv/bin/python benchmarks/relay_capacity.py [--streams 32 128] [--rates 150 0]
+    .venv/bin/python benchmarks/relay_capacity.py [--streams 8 32 128] [--rates 150 0]
 
 On loopback: a synthetic upstream (an OpenAI-style SSE stream per request, one chunk per
 token at a set rate per stream: 150 tok/s is MLX on a Mac with a 0.5B model; 0 means as fast
@@ -264,7 +264,7 @@ def report(r: dict[str, Any]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--streams", type=int, nargs="+", default=[32, 128])
+    ap.add_argument("--streams", type=int, nargs="+", default=[8, 32, 128])
     ap.add_argument("--rates", type=float, nargs="+", default=[150.0, 0.0],
                     help="tokens/s per stream; 0 = as fast as it goes")
     ap.add_argument("--chunks", type=int, default=300, help="per stream, rated runs")
