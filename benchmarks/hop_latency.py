@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from functools import partial
+from typing import Any
 
 import httpx
 import trio
@@ -79,7 +80,13 @@ async def serve_mesh(port: int, upstream: str) -> None:
         import structlog
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     ctx = FakeMeshContext([FakeModel("bench", routes=[Route("up", upstream, True)])])
-    await serve_api(build_app(ctx, Timings()), "127.0.0.1", port)
+    # hop_nginx.py also runs the app on hypercorn; no keyword otherwise, so the script also
+    # drives an older mesh_node (PYTHONPATH=...) for before/after figures
+    import inspect
+    kw: dict[str, Any] = {"server": "hypercorn"} if (
+        os.environ.get("HOP_SERVER") == "hypercorn"
+        and "server" in inspect.signature(serve_api).parameters) else {}
+    await serve_api(build_app(ctx, Timings()), "127.0.0.1", port, **kw)
 
 
 def _port() -> int:
@@ -170,6 +177,28 @@ async def _dialects(client: httpx.AsyncClient, mesh: str, n: int,
     return out
 
 
+def _profiled(fn: Any, *args: Any) -> None:
+    """trio.run(fn, *args), under cProfile counting this thread's CPU time (not wall time,
+    which a loaded machine inflates with preemption) when HOP_PROFILE_OUT names a stats file;
+    SIGINT ends the run and the stats are written (hop_profile.py)."""
+    out = os.environ.get("HOP_PROFILE_OUT")
+    if not out:
+        trio.run(fn, *args)
+        return
+    import cProfile
+    import signal
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # terminate(): stats written too
+    prof = cProfile.Profile(time.thread_time)
+    prof.enable()
+    try:
+        trio.run(fn, *args)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        prof.disable()
+        prof.dump_stats(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=2000)
@@ -181,7 +210,7 @@ def main() -> None:
         trio.run(serve_upstream, args.serve_upstream)
         return
     if args.serve_mesh:
-        trio.run(serve_mesh, int(args.serve_mesh[0]), args.serve_mesh[1])
+        _profiled(serve_mesh, int(args.serve_mesh[0]), args.serve_mesh[1])
         return
     procs = []
     try:

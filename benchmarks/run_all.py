@@ -1,7 +1,8 @@
 """The mesh suite: every benchmark, one after another, each printing its figures and writing
 JSON to benchmarks/results/. Run with `make bench` (root: the lab ones use network namespaces).
 
-`--only NAME[,NAME]` runs a subset; `--list` names them.
+`--only NAME[,NAME]` runs a subset; `--list` names them; `--before-src DIR` also runs the
+hop and relay benchmarks' mesh app from an older source tree, interleaved (before/after).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 SUITE: list[tuple[str, str, list[str]]] = [
     ("gossip_sim", "benchmarks.gossip_sim", []),
     ("hop_nginx", "benchmarks.hop_nginx", []),
+    ("relay_capacity", "benchmarks.relay_capacity", []),
     ("lab_gossip", "benchmarks.lab_gossip", []),
     ("node_footprint", "benchmarks.node_footprint", []),
     ("lab_failover", "benchmarks.lab_failover", []),
@@ -28,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Run the mesh benchmark suite.")
     ap.add_argument("--only", default="", help="comma-separated names")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--before-src", help="older tree for hop_nginx / relay_capacity")
     args = ap.parse_args(argv)
     if args.list:
         print("\n".join(name for name, _, _ in SUITE))
@@ -43,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"\n=== {name} ===", flush=True)
         t0 = time.monotonic()
-        rc = subprocess.call([sys.executable, "-m", module, *extra])
+        more = ["--before-src", args.before_src] if args.before_src and name in (
+            "hop_nginx", "relay_capacity") else []
+        rc = subprocess.call([sys.executable, "-m", module, *extra, *more])
         print(f"=== {name}: {'ok' if rc == 0 else f'FAILED ({rc})'} in "
               f"{time.monotonic() - t0:.0f} s", flush=True)
         if rc != 0:

@@ -25,6 +25,7 @@ from mesh_node.api.blobs import BlobSource, blob_routes
 from mesh_node.api.context import MeshContext
 from mesh_node.api.dialects.base import Shaper
 from mesh_node.api.dialects.shapes import Dialect, dialect_of, error_body
+from mesh_node.api.hot import MeshApp
 from mesh_node.api.meshauth import (
     AUTH,
     CLIENT_AUTH_HEADERS,
@@ -107,7 +108,8 @@ class _Api:
         node; 503 (counted) when the replay cache is at its cap."""
         h = request.headers
         refused = self.verifier.check(h.get(AUTH), h.get(FORWARDED, ""), h.get(REQUEST_ID, ""),
-                                      request.method, request.url.path, raw, self.wall())
+                                      request.method, request.scope["path"], raw,
+                                      self.wall())
         if refused is None:
             return
         log.warning("forward_auth_failed", peer=h.get(FORWARDED), reason=refused.reason)
@@ -141,7 +143,7 @@ class _Api:
         model_id = self.ctx.resolve(body["model"])
         if model_id is None:
             raise errors.model_not_found(body["model"], [m["id"] for m in self.ctx.models()])
-        return self.dispatch(request, model_id, request.url.path, body, raw, forwarded,
+        return self.dispatch(request, model_id, request.scope["path"], body, raw, forwarded,
                              shaper(model_id, request_id_of(request.scope)) if shaper else None,
                              sealer)
 
@@ -315,7 +317,7 @@ def _crash(request: Request, exc: Exception) -> Response:
 def build_app(ctx: MeshContext, timings: Timings, *,
               transport: httpx.AsyncBaseTransport | None = None,
               wall: Callable[[], float] = time.time,
-              blobs: BlobSource | None = None) -> Starlette:
+              blobs: BlobSource | None = None) -> MeshApp:
     """The API app for one node; `transport` replaces the network in tests; `blobs`: the
     node's model files for its peers and `mesh-node pull` (issue 14, api/blobs.py)."""
     upstream = transport or H11Transport()  # lean keep-alive pool: see api/upstream.py
@@ -347,18 +349,18 @@ def build_app(ctx: MeshContext, timings: Timings, *,
     handlers: dict[Any, Any] = {errors.ApiError: _api_error, HTTPException: _http_error,
                                 Exception: _crash}
     app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # for the routes MeshApp leaves to Starlette
     app.state.api = api.state
     app.state.metrics = api.metrics
     app.state.ollama_app = _ollama_app(ollama, handlers)
-    return app
+    return MeshApp(app, routes)
 
 
-def _ollama_app(ollama: OllamaApi, handlers: dict[Any, Any]) -> Starlette:
+def _ollama_app(ollama: OllamaApi, handlers: dict[Any, Any]) -> MeshApp:
     """The Ollama API alone, for its own listener (`[api] ollama_port`); same state as the
     main app, whose lifespan owns the upstream transport."""
-    app = Starlette(routes=[HttpRoute("/", ollama.root, methods=["GET", "HEAD"]),
-                            *ollama_routes(ollama)], exception_handlers=handlers)
+    routes = [HttpRoute("/", ollama.root, methods=["GET", "HEAD"]), *ollama_routes(ollama)]
+    app = Starlette(routes=routes, exception_handlers=handlers)
     app.add_middleware(RequestIdMiddleware)
     app.state.dialect = "ollama"
-    return app
+    return MeshApp(app, routes, dialect="ollama")

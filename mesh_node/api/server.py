@@ -1,15 +1,19 @@
-"""Serve the API app with hypercorn's trio worker inside the caller's nursery."""
+"""Serve the API app inside the caller's nursery: mesh-node's own h11 server (api/h11server.py)
+by default, hypercorn's trio worker on request (`server="hypercorn"`, kept for comparison)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
+
+from mesh_node.api import h11server
 
 
 def hypercorn_config(host: str, port: int, tls: tuple[Path, Path] | None = None) -> Config:
@@ -25,11 +29,19 @@ def hypercorn_config(host: str, port: int, tls: tuple[Path, Path] | None = None)
     return config
 
 
-async def serve_api(app: Starlette, host: str, port: int, *,
+Server = Literal["h11", "hypercorn"]
+SERVERS: tuple[Server, ...] = ("h11", "hypercorn")
+
+
+async def serve_api(app: ASGIApp, host: str, port: int, *,
                     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
-                    tls: tuple[Path, Path] | None = None,
+                    tls: tuple[Path, Path] | None = None, server: Server = "h11",
                     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve until cancelled (or `shutdown_trigger` returns); started(port) once listening."""
+    if server == "h11":  # measured leaner than hypercorn for the same app: docs/benchmarks.md
+        await h11server.serve(app, host, port, tls=tls, shutdown_trigger=shutdown_trigger,
+                              task_status=task_status)
+        return
 
     async def _serve(*, task_status: trio.TaskStatus[list[str]]) -> None:
         await serve(app, hypercorn_config(host, port, tls),  # type: ignore[arg-type]

@@ -293,6 +293,8 @@ class Node:
 
     def _on_placement(self, old: Placement, new: Placement) -> None:
         self.events.publish("placement", {"placement": placement_to_json(new, {})})
+        if self._wired is not None:  # the route table follows the placement at once
+            self._wired.ctx.notify_change()
 
     async def _watch_gossip(self, gossip: GossipService) -> None:
         w = self._wired
@@ -300,6 +302,7 @@ class Node:
         async for change in gossip.subscribe():
             m = change.member
             if change.load_only:  # demand may change the plan (load it, unload it, replicas)
+                w.ctx.notify_load()  # and load moves the routing order
                 w.election.poke()
                 continue
             if m.node != self.node_id:

@@ -4,14 +4,14 @@ election and the local children; `Counters`: every room's protocol counters in o
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
 from mesh_node.api.context import Route
-from mesh_node.api.resolve import resolve_name, routes_for
+from mesh_node.api.resolve import RouteTable
 from mesh_node.catalog.entry import CatalogEntry
 from mesh_node.config.model import Config
 from mesh_node.discovery.mdns import MdnsDiscovery
@@ -26,51 +26,10 @@ from mesh_node.status.events import EventHub
 from mesh_node.status.view import build_status, model_status
 from mesh_node.transfer.service import TransferService
 
-
-def standby_routes(model_id: str, members: Sequence[MemberView], self_id: str,
-                   local_backends: Mapping[str, tuple[int, str | None]]) -> list[Route]:
-    """Every member that is alive (not suspect) and serves `model_id` (ready), placed or not:
-    while a placed host is suspect, a standby that already loaded the model (issue 16)."""
-    out: list[Route] = []
-    for m in members:
-        if m.node_id == self_id:
-            if model_id in local_backends:
-                port, rewrite = local_backends[model_id]
-                out.append(Route(m.node_id, f"http://127.0.0.1:{port}", True, rewrite))
-        elif m.status == "alive" and m.state is not None and m.serves(model_id):
-            out.append(Route(m.node_id, f"http://{m.state.address}:{m.state.api_port}", False))
-    return out
-
-
-def routes_around_suspects(model_id: str, placement: Placement, members: Sequence[MemberView],
-                           self_id: str, local: Mapping[str, tuple[int, str | None]]
-                           ) -> list[Route]:
-    """`routes_for`, and while a placed host is suspect: ready standbys too, and every host
-    that is not suspect first (a vanished host only times out)."""
-    routes = routes_for(model_id, placement, members, self_id, local)
-    mp = placement.for_model(model_id)
-    suspect = {m.node_id for m in members if m.status == "suspect"}
-    hosts = set(mp.hosts) if mp is not None else set()
-    if not hosts & suspect:
-        return routes
-    extra = [r for r in standby_routes(model_id, members, self_id, local)
-             if r.node_id not in hosts]
-    return sorted(routes + extra, key=lambda r: (r.node_id in suspect, not r.local))
-
-
-def host_worth_waiting_for(node_id: str, members: Sequence[MemberView],
-                           placement: Placement) -> bool:
-    """False once gossip declared the node dead or gone, or while it is suspect and every
-    model placed on it has a ready host that is alive: a request waiting on it moves there."""
-    m = next((m for m in members if m.node_id == node_id), None)
-    if m is None or not m.live:
-        return False
-    if m.status != "suspect":
-        return True
-    models = [mp.model for mp in placement.models if node_id in mp.hosts]
-    return not models or not all(
-        any(o.node_id != node_id and o.status == "alive" and o.serves(model) for o in members)
-        for model in models)
+# A route table is rebuilt at least this often even without a change notice: gossip's
+# subscribers can lose notices when they fall behind (SUBSCRIBER_BUFFER), and this bounds
+# what such a loss could cost; one rebuild a second is nothing next to one per request.
+TABLE_MAX_AGE_S = 1.0
 
 
 @dataclass
@@ -121,6 +80,9 @@ class NodeContext:
         self._report = report
         self._changed = trio.Event()
         self._transfers = transfers
+        self._table: RouteTable | None = None  # dropped at every change: see notify_change
+        self._table_at = 0.0
+        self._inflight: dict[str, int] | None = None  # dropped at every load change
 
     def _placement(self) -> Placement:
         return self._election.placement
@@ -133,21 +95,38 @@ class NodeContext:
 
     # --- change notification -------------------------------------------------------------
     def notify_change(self) -> None:
-        """Wake every `wait_for_change` waiter (placement or readiness changed)."""
+        """Placement, membership, a member's record or a local child changed: drop the route
+        table (the next request rebuilds it) and wake every `wait_for_change` waiter. The node
+        calls this on every such change, so no request reads a table older than the change."""
+        self._table = None
+        self._inflight = None
         self._changed.set()
         self._changed = trio.Event()
+
+    def notify_load(self) -> None:
+        """A member's gossiped load changed: in-flight counts are re-read at the next request."""
+        self._inflight = None
 
     async def wait_for_change(self, timeout: float) -> None:  # noqa: ASYNC109
         with trio.move_on_after(timeout):
             await self._changed.wait()
 
-    # --- models and routes ---------------------------------------------------------------
-    def _states(self) -> list[NodeState]:
-        return [m.state for m in self._members() if m.live and m.state is not None]
+    def table(self) -> RouteTable:
+        """The route table of the current view and placement (built on first use after a
+        change: the one place the API's per-request mesh reads come from)."""
+        now = trio.current_time()
+        if self._table is None or now - self._table_at > TABLE_MAX_AGE_S:
+            self._table_at = now
+            members = self._members()
+            self._table = RouteTable(self._placement(), members, self.node_id,
+                                     self._local_backends(), self._entries(members))
+        return self._table
 
-    def _entries(self) -> list[dict[str, Any]]:
+    # --- models and routes ---------------------------------------------------------------
+    def _entries(self, members: list[MemberView]) -> list[dict[str, Any]]:
         seen: dict[str, dict[str, Any]] = {}
-        for st in sorted(self._states(), key=lambda s: s.node_id):
+        states = [m.state for m in members if m.live and m.state is not None]
+        for st in sorted(states, key=lambda s: s.node_id):
             for ms in st.catalog:
                 e = seen.setdefault(ms.id, {"id": ms.id, "aliases": [], "key": ms.key,
                                             "backend": ms.backend, "format": ms.format})
@@ -161,9 +140,9 @@ class NodeContext:
         names = {m.node_id: (m.state.name if m.state else m.node_id) for m in self._members()}
         offered = {m.id: m for m in self._election.models}
         out = []
-        for e in self._entries():
+        for e in self.table().entries:
             mp = placement.for_model(e["id"])
-            ready = bool(self.routes(e["id"]))
+            ready = bool(self.routes(e["id"]))  # through the table: built once
             wm = offered.get(e["id"])
             out.append({**e, "mode": mp.mode if mp else "unplanned",
                         "hosts": [names.get(h, h) for h in (mp.hosts if mp else ())],
@@ -180,24 +159,21 @@ class NodeContext:
         return model_status(mp, bool(self.routes(model_id))), mp.reason if mp else ""
 
     def resolve(self, name: str) -> str | None:
-        return resolve_name(name, self._entries())
+        return self.table().resolve(name)
 
     def routes(self, model_id: str) -> list[Route]:
-        placement = self._placement()
-        mp = placement.for_model(model_id)
-        if mp is not None and mp.served_as:
-            model_id = mp.served_as  # an MLX model served through its llama export
-        return routes_around_suspects(model_id, placement, self._members(), self.node_id,
-                                      self._local_backends())
+        return self.table().routes(model_id)
 
     def host_alive(self, node_id: str) -> bool:
-        return host_worth_waiting_for(node_id, self._members(), self._placement())
+        return self.table().worth_waiting_for(node_id)
 
     def report_unreachable(self, node_id: str, refused: bool) -> None:
         self._report(node_id, refused)
 
     def inflight(self) -> Mapping[str, int]:
-        return {m.node_id: m.load.inflight for m in self._members() if m.live}
+        if self._inflight is None:
+            self._inflight = {m.node_id: m.load.inflight for m in self._members() if m.live}
+        return self._inflight
 
     def readiness(self) -> tuple[bool, str]:
         if not self._planned():

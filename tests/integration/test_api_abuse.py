@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mesh_node.api.server import hypercorn_config
+from mesh_node.api.h11server import ServerConfig
 from tests.support.hostile_node import HostileNode, start_hostile_node
 
 ABUSE_KEY = "abuse-test-key-5f1c"
@@ -211,16 +211,17 @@ def test_abuse_slowloris_does_not_block_other_clients(abuse_node: HostileNode) -
 
 
 def test_abuse_server_timeouts_bound_slow_clients() -> None:
-    """Hypercorn's idle timer starts at accept and stops only when a whole request head has
-    arrived, so a trickling client is cut after keep_alive_timeout; h11 caps the head size."""
-    cfg = hypercorn_config("127.0.0.1", 1)
+    """The API server's idle timer starts at accept (or a response's end) and stops only when
+    a whole request head has arrived, so a trickling client is cut after keep_alive_timeout;
+    h11 caps the head size."""
+    cfg = ServerConfig()
     assert 0 < cfg.keep_alive_timeout <= 120
-    assert cfg.h11_max_incomplete_size <= 64 * 1024
+    assert cfg.max_head_bytes <= 64 * 1024
 
 
 @pytest.mark.slow
 def test_abuse_slowloris_connection_is_closed_by_the_server(abuse_node: HostileNode) -> None:
-    limit = hypercorn_config("127.0.0.1", 1).keep_alive_timeout
+    limit = ServerConfig().keep_alive_timeout
     with socket.create_connection(("127.0.0.1", abuse_node.api_port)) as s:
         t0 = time.monotonic()
         s.settimeout(1.0)

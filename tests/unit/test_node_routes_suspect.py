@@ -3,7 +3,7 @@ used, and a request waiting on a suspect host released once such a host is ready
 
 from __future__ import annotations
 
-from mesh_node.node.context import host_worth_waiting_for, routes_around_suspects
+from mesh_node.api.resolve import host_worth_waiting_for, routes_around_suspects
 from mesh_node.records import ModelPlacement, Placement
 from tests.unit.test_election_standby import _hosting, _member
 
