@@ -139,7 +139,7 @@ async def test_api_placement_change_drops_the_table(tmp_path: Path) -> None:
             seen.append("change")
 
     node = Node(Config(node=NodeConfig(name="me", data_dir=tmp_path)), "me", "127.0.0.1", 0)
-    node._wired = _Wiring(None, None, None, _Ctx(), None)  # type: ignore[arg-type]
+    node._wired = _Wiring(None, None, None, _Ctx(), None, None, {})  # type: ignore[arg-type]
     node._on_placement(_placement("b"), _placement("c"))
     assert seen == ["change"]
 
