@@ -30,6 +30,7 @@ from mesh_node.api.tracker import ApiState, Tracker
 from mesh_node.api.upstream import ConnectRefused
 from mesh_node.timing import Timings
 
+_DONE = b"data: [DONE]"  # OpenAI SSE end of stream (every backend speaks it)
 log = structlog.get_logger("mesh_node.api")
 SERVED_BY = "x-mesh-served-by"
 _HOST_WATCH_S = 1.0  # while awaiting a peer's first byte, re-check it is alive this often
@@ -279,9 +280,13 @@ class Forwarder:
 
         async def gen() -> AsyncIterator[bytes]:
             try:
+                if _DONE in first:
+                    outcome["status"] = resp.status_code
                 if out := shaped.feed(first):
                     yield out
                 async for chunk in rest:
+                    if _DONE in chunk:  # the upstream's last event: a client that leaves
+                        outcome["status"] = resp.status_code  # after it got the whole answer
                     if out := shaped.feed(chunk):
                         yield out
                 if out := shaped.end():

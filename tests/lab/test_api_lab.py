@@ -249,8 +249,10 @@ def test_apilab_replica_killed_mid_burst_loses_no_request(
     assert len(recs) == n_req and not failed, failed
     assert before < n_req, "the burst ended before the kill"
     served = {r["served_by"] for r in recs}
-    assert served == set(ids[:2]), served  # both replicas served; survivors after the kill
-    assert recs[-1]["served_by"] == ids[1]
+    # both replicas served; after the kill the survivor, and the third node once the mesh
+    # restored the `replicas = 2` floor on it (dead in ~2 s, a standby or new host loads)
+    assert set(ids[:2]) <= served <= set(ids), served
+    assert recs[-1]["served_by"] != ids[0]
     failovers = _apilab_log_events(nodes[2], "upstream_failed_over")
     assert failovers >= 1, nodes[2].log_tail()  # requests were in flight on the victim
     print(f"burst: {n_req} ok, {before} done before kill -9, {failovers} failed over, "
