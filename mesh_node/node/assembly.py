@@ -193,8 +193,9 @@ class Node:
                               report=gossip.report_unreachable)
             self._wired = _Wiring(local, children, election, ctx, inv, transfers, usable)
             await nursery.start(transfers.run)
-            # imported here, once gossip runs and the join is out: the API (Starlette,
-            # the dialects, the server) takes ~0.35 s to import on this project's 2-core machine (issue 16, start-up)
+            # imported here, once gossip runs and the join is out: the API (Starlette, the
+            # dialects, the server) takes ~0.35 s to import on this project's 2-core machine
+            # (issue 16, start-up)
             from mesh_node.api.app import build_app
             from mesh_node.api.server import serve_api
 
