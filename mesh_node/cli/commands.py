@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from mesh_node.cli.render import render_catalog, render_config, render_placement, render_status
+from mesh_node.config.advice import api_unreachable
 from mesh_node.config.load import load_config, mask, plain
 from mesh_node.security import API_KEY_WITHOUT_SECRET
 from mesh_node.timing import DEFAULT_TIMINGS
@@ -77,6 +78,10 @@ def config_check(args: argparse.Namespace) -> int:
     config = load_config(Path(args.file))
     if config.api.api_key is not None and not config.mesh.secret:
         _err(f"warning: {API_KEY_WITHOUT_SECRET}")
+    from mesh_node.node.run import advertise_address  # the node's own choice, not a copy
+
+    if (unreachable := api_unreachable(config, advertise_address(config))) is not None:
+        _err(f"warning: {unreachable}")
     effective = mask(config)
     source = effective.pop("source", None)
     if args.json:

@@ -8,6 +8,7 @@ import signal
 import structlog
 import trio
 
+from mesh_node.config.advice import api_unreachable
 from mesh_node.config.identity import load_or_create_node_id
 from mesh_node.config.memory import offered_memory
 from mesh_node.config.model import Config
@@ -52,7 +53,10 @@ async def run_node(config: Config) -> int:
     nofile = raise_nofile_limit()
     node_id = load_or_create_node_id(config.node.data_dir)
     structlog.contextvars.bind_contextvars(node=config.node.name)
-    node = Node(config, node_id, advertise_address(config), offered_memory(config))
+    address = advertise_address(config)
+    if (unreachable := api_unreachable(config, address)) is not None:
+        log.warning("api_unreachable_from_peers", hint=unreachable)
+    node = Node(config, node_id, address, offered_memory(config))
     log.info("open_files_limit", soft=nofile)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as root:
