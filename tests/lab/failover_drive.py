@@ -89,7 +89,10 @@ def failover_run(lab: Lab, kind: str, gguf: Path) -> dict[str, Any]:
             "standby_s": rel(_first_event(holder, "standby_starting", None, wall0)),
             "backend_starting_s": rel(_first_event(holder, "backend_starting", None, wall0)),
             "backend_ready_s": rel(_first_event(holder, "backend_ready", None, wall0)),
-            "new_host_is_other_holder": served_by == [ids[other - 1]],
+            # the other holder hosts it and the dead one does not; demand may add a replica
+            # (a copy onto the entry node, issue 13/14) while requests waited
+            "new_host_is_other_holder": ids[other - 1] in served_by and victim_id not in served_by,
+            "served_by": served_by,
             "evidence": int(after.get("counters", {}).get("gossip_evidence", 0))}
 
 

@@ -150,7 +150,9 @@ def test_apilab_every_dialect_through_a_non_host_node(
     tools = out["tools"]
     # answered (200): a tool call or a message; the tiny model may talk until max_tokens
     assert tools["openai_finish"] in ("tool_calls", "stop", "length"), tools
-    assert tools["openai_calls"] == ["get_weather"] or tools["openai_text"], tools
+    # one call or several (the tiny model may repeat it), each to the one tool offered
+    assert (tools["openai_calls"] and set(tools["openai_calls"]) == {"get_weather"}) \
+        or tools["openai_text"], tools
     assert tools["anthropic_stop"] in ("tool_use", "end_turn", "max_tokens"), tools
     assert tools["anthropic_blocks"], tools
     own = f"http://{nodes[2].address}:{APILAB_OLLAMA_PORT}"
