@@ -72,7 +72,13 @@ def failover_run(lab: Lab, kind: str, gguf: Path) -> dict[str, Any]:
     # a standby may serve before SWIM's timer ends: the death itself must still come
     wait_until(lambda: _first_event(entry, "member_dead", victim_id, wall0), 60.0, 0.2,
                "the host declared dead by the entry node")
-    after = entry.status()
+    # the entry re-plans after the death (debounced): read the placement once it has
+    def replanned() -> dict[str, Any] | None:
+        st = entry.status()
+        mp = elab_placement(st, GEMMA_ID)
+        return st if mp is not None and victim_id not in [h["id"] for h in mp["hosts"]] \
+            else None
+    after = wait_until(replanned, 30.0, 0.2, "a placement without the dead host")
     pa = elab_placement(after, GEMMA_ID)
     served_by = [h["id"] for h in pa["hosts"]] if pa else []
     def rel(t: float | None) -> float | None:
@@ -92,7 +98,7 @@ def failover_run(lab: Lab, kind: str, gguf: Path) -> dict[str, Any]:
             # the other holder hosts it and the dead one does not; demand may add a replica
             # (a copy onto the entry node, issue 13/14) while requests waited
             "new_host_is_other_holder": ids[other - 1] in served_by and victim_id not in served_by,
-            "served_by": served_by,
+            "served_by": served_by, "victim": victim_id, "other": ids[other - 1],
             "evidence": int(after.get("counters", {}).get("gossip_evidence", 0))}
 
 

@@ -39,7 +39,8 @@ def test_failover_without_replica_next_completion_from_the_other_holder(
     print(f"\nfailover ({kind}, no replica): next completion {r['failover_s']:.2f} s after the "
           f"fault; entry node: suspect {r['suspected_s']} s, dead {r['dead_s']} s; other "
           f"holder: standby {r['standby_s']} s, backend starting {r['backend_starting_s']} s, "
-          f"ready {r['backend_ready_s']} s; evidence {r['evidence']}")
+          f"ready {r['backend_ready_s']} s; evidence {r['evidence']}; hosts after: "
+          f"{r['served_by']} (victim {r['victim']}, other holder {r['other']})")
     assert r["new_host_is_other_holder"], r
     assert r["dead_s"] is not None, r  # SWIM still declares the death, in both cases
     if kind == "kill9":
