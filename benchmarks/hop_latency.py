@@ -43,22 +43,32 @@ RESPONSE = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
             b"content-length: %d\r\n\r\n" % len(CHUNK)) + CHUNK
 
 
+async def read_request(stream: trio.SocketStream, buf: bytes) -> tuple[bytes, bytes] | None:
+    """One keep-alive HTTP/1.1 request from `stream` after `buf`: (body, what follows);
+    None when the client closed. Minimal: the synthetic upstreams' clients send
+    Content-Length bodies only."""
+    while b"\r\n\r\n" not in buf:
+        data = await stream.receive_some(65536)
+        if not data:
+            return None
+        buf += data
+    head, _, buf = buf.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(buf) < length:
+        data = await stream.receive_some(65536)
+        if not data:
+            return None
+        buf += data
+    return buf[:length], buf[length:]
+
+
 async def _upstream_conn(stream: trio.SocketStream) -> None:
     """Minimal keep-alive HTTP/1.1: one fixed SSE answer per request (bodies are small)."""
     buf = b""
     try:
-        while True:
-            while b"\r\n\r\n" not in buf:
-                data = await stream.receive_some(65536)
-                if not data:
-                    return
-                buf += data
-            head, _, buf = buf.partition(b"\r\n\r\n")
-            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")), 0)
-            while len(buf) < length:
-                buf += await stream.receive_some(65536)
-            buf = buf[length:]
+        while (got := await read_request(stream, buf)) is not None:
+            buf = got[1]
             await stream.send_all(RESPONSE)
     except trio.BrokenResourceError:
         return

@@ -33,7 +33,7 @@ from typing import Any
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hop_latency import _cpu_s, _port  # noqa: E402
+from hop_latency import _cpu_s, _port, read_request  # noqa: E402
 from hop_nginx import Procs, start_mesh, start_nginx  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "relay_capacity.json"
@@ -65,18 +65,9 @@ async def _upstream_conn(stream: trio.SocketStream) -> None:
     """Keep-alive HTTP/1.1: each request body names chunks and rate ({"n": .., "rate": ..})."""
     buf = b""
     try:
-        while True:
-            while b"\r\n\r\n" not in buf:
-                data = await stream.receive_some(65536)
-                if not data:
-                    return
-                buf += data
-            head, _, buf = buf.partition(b"\r\n\r\n")
-            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")), 0)
-            while len(buf) < length:
-                buf += await stream.receive_some(65536)
-            body, buf = json.loads(buf[:length]), buf[length:]
+        while (got := await read_request(stream, buf)) is not None:
+            raw, buf = got
+            body = json.loads(raw)
             await _stream_answer(stream, int(body["n"]), float(body["rate"]))
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         return
