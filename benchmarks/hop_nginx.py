@@ -207,23 +207,30 @@ async def tokens_per_s(url: str, conc: int, per_stream: int, max_tokens: int) ->
         return total / (time.perf_counter() - start)
 
 
-async def throughput(direct: str, mesh: str, concs: list[int], max_tokens: int
-                     ) -> dict[str, Any]:
-    """tokens/s direct vs mesh per concurrency; order direct, mesh, mesh, direct (drift cancels)
-    after an uncounted warm-up run (llama-server's slots cache the prompt: a cold first run
-    would penalise whichever path went first)."""
+async def throughput(direct: str, mesh: str, concs: list[int], max_tokens: int,
+                     rounds: int) -> dict[str, Any]:
+    """tokens/s direct vs mesh per concurrency: `rounds` rounds of direct, mesh, mesh, direct
+    (drift cancels) after an uncounted warm-up run (llama-server's slots cache the prompt: a
+    cold first run would penalise whichever path went first). The ratio is of the summed
+    tokens/s; each round's own ratio is kept, so the spread shows how much is noise (one
+    1-thread llama-server on 2 cores that also run the client and the mesh)."""
     out: dict[str, Any] = {}
     for conc in concs:
-        rounds = {1: 4, 8: 2}.get(conc, 1)  # more, shorter rounds where a run is short
         await tokens_per_s(direct, conc, 1, max_tokens)
         runs = {"direct": 0.0, "mesh": 0.0}
+        per_round = []
         for _ in range(rounds):
+            got = {"direct": 0.0, "mesh": 0.0}
             for name in ("direct", "mesh", "mesh", "direct"):
-                runs[name] += await tokens_per_s(direct if name == "direct" else mesh, conc,
-                                                 2 if conc == 1 else 1, max_tokens) / (2 * rounds)
+                got[name] += await tokens_per_s(direct if name == "direct" else mesh, conc,
+                                                2 if conc == 1 else 1, max_tokens) / 2
+            per_round.append(got["mesh"] / got["direct"])
+            for name in runs:
+                runs[name] += got[name] / rounds
         out[str(conc)] = {"direct_tok_s": round(runs["direct"], 1),
                           "mesh_tok_s": round(runs["mesh"], 1),
-                          "ratio": round(runs["mesh"] / runs["direct"], 3)}
+                          "ratio": round(runs["mesh"] / runs["direct"], 3),
+                          "round_ratios": [round(r, 3) for r in per_round]}
     return out
 
 
@@ -248,6 +255,9 @@ async def run(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, An
     procs.start([sys.executable, str(Path(__file__).with_name("hop_latency.py")),
                  "--serve-upstream", str(up_port)])
     llama = start_llama(procs, tmp)
+    floor_port = _port()  # the trio floor: what the runtime alone costs (floor_proxy.py)
+    floor_pid = procs.start([sys.executable, str(Path(__file__).with_name("floor_proxy.py")),
+                             str(floor_port), str(up_port)]).pid
     mesh_fast, fast_pid = start_mesh(procs, fast)
     hyper_fast, hyper_pid = start_mesh(procs, fast, "hypercorn")  # the server it replaced
     mesh_llama, llama_pid = start_mesh(procs, llama)
@@ -260,8 +270,10 @@ async def run(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, An
     await wait_llama(llama)
     res: dict[str, Any] = {"load_avg_start": os.getloadavg()[0], "cores": os.cpu_count(),
                            "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    fast_paths = {"direct": fast, "mesh": mesh_fast, "nginx": ngx_fast, "hypercorn": hyper_fast}
-    fast_pids = {"mesh": fast_pid, "hypercorn": hyper_pid, "nginx": _nginx_worker(ngx_pid)}
+    fast_paths = {"direct": fast, "mesh": mesh_fast, "nginx": ngx_fast, "hypercorn": hyper_fast,
+                  "floor": f"http://127.0.0.1:{floor_port}"}
+    fast_pids = {"mesh": fast_pid, "hypercorn": hyper_pid, "nginx": _nginx_worker(ngx_pid),
+                 "floor": floor_pid}
     llama_paths = {"direct": llama, "mesh": mesh_llama, "nginx": ngx_llama}
     llama_pids = {"mesh": llama_pid}
     if before:
@@ -270,7 +282,8 @@ async def run(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, An
     res["ttfb_fast"] = await ttfb_paths(fast_paths, args.requests, 50, BODY, fast_pids)
     res["ttfb_llama"] = await ttfb_paths(llama_paths, args.llama_requests, 5, _llama_body(2),
                                          llama_pids)
-    res["throughput"] = await throughput(llama, mesh_llama, args.concurrency, args.max_tokens)
+    res["throughput"] = await throughput(llama, mesh_llama, args.concurrency, args.max_tokens,
+                                         args.rounds)
     res["throughput_retried"] = {("mesh" if u == mesh_llama else "direct"): n
                                  for u, n in RETRIED.items()}
     res["load_avg_end"] = os.getloadavg()[0]
@@ -300,6 +313,9 @@ def report(r: dict[str, Any]) -> None:
         print(f"same mesh app on hypercorn (fast upstream, same run): "
               f"p50/p99 {f['hypercorn']['p50_ms']:.3f}/{f['hypercorn']['p99_ms']:.3f} ms, added "
               f"{f['hypercorn_added_p50_ms']:.3f}/{f['hypercorn_added_p99_ms']:.3f} ms")
+    if "floor" in f:
+        print(f"trio floor (floor_proxy.py: head, JSON, kept-alive upstream, nothing else): "
+              f"added {f['floor_added_p50_ms']:.3f}/{f['floor_added_p99_ms']:.3f} ms")
     cpu = ", ".join(f"{k.removesuffix('_cpu_ms_per_request')} {v} ms" for k, v in f.items()
                     if k.endswith("_cpu_ms_per_request"))
     print(f"CPU per request (fast upstream): {cpu}")
@@ -311,7 +327,10 @@ def report(r: dict[str, Any]) -> None:
                   f"{2 * ngx:.3f} ms: {'met' if t[f'mesh_added_{q}_ms'] <= 2 * ngx else 'NOT met'}")
     print(f"{'concurrency':<14}{'direct tok/s':>14}{'mesh tok/s':>14}{'ratio':>8}")
     for conc, t in r["throughput"].items():
-        print(f"{conc:<14}{t['direct_tok_s']:>14.1f}{t['mesh_tok_s']:>14.1f}{t['ratio']:>8.3f}")
+        spread = t.get("round_ratios", [])
+        rng = f"  rounds {min(spread):.3f}-{max(spread):.3f}" if spread else ""
+        print(f"{conc:<14}{t['direct_tok_s']:>14.1f}{t['mesh_tok_s']:>14.1f}{t['ratio']:>8.3f}"
+              f"{rng}")
     worst = min(t["ratio"] for t in r["throughput"].values())
     print(f"throughput ratio >= 0.97: {'met' if worst >= 0.97 else 'NOT met'} (min {worst})")
 
@@ -322,6 +341,8 @@ def main() -> None:
     ap.add_argument("--llama-requests", type=int, default=200, help="TTFB samples, llama")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--max-tokens", type=int, default=32, help="per streamed request")
+    ap.add_argument("--rounds", type=int, default=3, help="direct/mesh/mesh/direct rounds "
+                    "per concurrency (tokens/s)")
     ap.add_argument("--before-src", help="also run the mesh app from this source tree "
                     "(a checkout's root holding mesh_node/), interleaved: before/after")
     args = ap.parse_args()
