@@ -1,4 +1,4 @@
-"""Serve the API app inside the caller's nursery: mesh-node's own h11 server (api/h11server.py)
+"""Serve the API app inside the caller's nursery: mesh-node's own h11 server (api/httpserver.py)
 by default, hypercorn's trio worker on request (`server="hypercorn"`, kept for comparison)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from starlette.types import ASGIApp
 
-from mesh_node.api import h11server
+from mesh_node.api import httpserver
 
 
 def hypercorn_config(host: str, port: int, tls: tuple[Path, Path] | None = None) -> Config:
@@ -39,7 +39,7 @@ async def serve_api(app: ASGIApp, host: str, port: int, *,
                     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve until cancelled (or `shutdown_trigger` returns); started(port) once listening."""
     if server == "h11":  # measured leaner than hypercorn for the same app: docs/benchmarks.md
-        await h11server.serve(app, host, port, tls=tls, shutdown_trigger=shutdown_trigger,
+        await httpserver.serve(app, host, port, tls=tls, shutdown_trigger=shutdown_trigger,
                               task_status=task_status)
         return
 

@@ -1,4 +1,4 @@
-"""The API's own HTTP/1.1 server (api/h11server.py): what it took over from hypercorn.
+"""The API's own HTTP/1.1 server (api/httpserver.py): what it took over from hypercorn.
 
 Keep-alive and pipelining, HEAD, chunked streaming with the head sent with the first chunk,
 400/431 for broken requests, http.disconnect when the client leaves, the ASGI lifespan.
@@ -12,7 +12,7 @@ from typing import Any
 
 import trio
 
-from mesh_node.api import h11server
+from mesh_node.api import httpserver
 from tests.support.api_servers import WAIT_S
 
 
@@ -69,7 +69,7 @@ async def _raw(port: int, data: bytes, until: bytes) -> bytes:
 async def test_api_h11server_keep_alive_pipelining_head_and_chunks() -> None:
     app = _App()
     async with trio.open_nursery() as nursery:
-        port = await nursery.start(partial(h11server.serve, app, "127.0.0.1", 0))
+        port = await nursery.start(partial(httpserver.serve, app, "127.0.0.1", 0))
         assert app.events == ["lifespan.startup"]
         two = await _raw(port, b"GET /a HTTP/1.1\r\nhost: x\r\n\r\nGET /bb HTTP/1.1\r\n"
                          b"host: x\r\n\r\n", b"/bb")
@@ -90,7 +90,7 @@ async def test_api_h11server_keep_alive_pipelining_head_and_chunks() -> None:
 async def test_api_h11server_tells_the_app_when_the_client_leaves() -> None:
     app = _App()
     async with trio.open_nursery() as nursery:
-        port = await nursery.start(partial(h11server.serve, app, "127.0.0.1", 0))
+        port = await nursery.start(partial(httpserver.serve, app, "127.0.0.1", 0))
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         await stream.send_all(b"GET /wait HTTP/1.1\r\nhost: x\r\n\r\n")
         await stream.receive_some(65536)  # the head and the first byte
@@ -104,7 +104,7 @@ async def test_api_h11server_shutdown_runs_the_lifespan_shutdown() -> None:
     app = _App()
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
-        await nursery.start(partial(h11server.serve, app, "127.0.0.1", 0,
+        await nursery.start(partial(httpserver.serve, app, "127.0.0.1", 0,
                                     shutdown_trigger=stop.wait))
         stop.set()
     assert app.events == ["lifespan.startup", "lifespan.shutdown"]

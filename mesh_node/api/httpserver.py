@@ -1,21 +1,24 @@
-"""A small HTTP/1.1 server for ASGI apps: h11 on trio, one task per connection.
+"""A small HTTP/1.1 server for ASGI apps: api/http1.py's parser on trio, one task per
+connection.
 
 Why (benchmarks/hop_profile.py, CPU-time cProfile of one hop): hypercorn's trio worker spends
 its share of each request on machinery a LAN proxy does not use (a task spawned per request,
 events and an extra task-switch per message between the protocol and the app, a timer task
-per connection, HTTP/2 and WebSocket dispatch), and it writes the response head, each body
-chunk and the end of a chunked body in separate `send` calls. Here the app runs in the
-connection's own task, the head goes out with the first body chunk, and a final chunk goes out
-with the chunked terminator. What hypercorn gave the API is kept: keep-alive with an idle timer
-from accept (or the end of the last response) until a whole request head arrives, h11's cap on
-the head size, 400/431 answers to broken requests, `Expect: 100-continue`, HEAD, pipelining,
-the ASGI lifespan, TLS (`tls=(cert, key)`), a graceful shutdown deadline, and an
-`http.disconnect` for the app once the client's connection closes.
+per connection, HTTP/2 and WebSocket dispatch), and h11 after it was ~21 % of a hop's CPU
+(a regex call per header, a state machine walked per event). Here the app runs in the
+connection's own task, a head is parsed in two regex passes, the head goes out with the first
+body chunk, and a final chunk goes out with the chunked terminator. What hypercorn gave the
+API is kept: keep-alive with an idle timer from accept (or the end of the last response) until
+a whole request head arrives, a cap on the head size, 400/431/501/505 answers to broken
+requests (then close), `Expect: 100-continue`, HEAD, pipelining (a next request's bytes held,
+bounded, while a response runs), the ASGI lifespan, TLS (`tls=(cert, key)`), a graceful
+shutdown deadline, and an `http.disconnect` for the app once the client's connection closes.
 """
 
 from __future__ import annotations
 
 import errno
+import math
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -27,15 +30,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-import h11
 import structlog
 import trio
 from starlette.types import ASGIApp, Message
+
+from mesh_node.api import http1
+from mesh_node.api.http1 import ProtocolError
 
 log = structlog.get_logger("mesh_node.api")
 _READ = 65536
 _ACCEPT_CAPACITY = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _IO = (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError, OSError)
+_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,8 @@ class ServerConfig:
     """The server's limits (the values the API had under hypercorn)."""
 
     keep_alive_timeout: float = 75.0  # OpenAI clients keep connections; nginx uses 75 s
-    max_head_bytes: int = 16 * 1024  # h11's default cap on an unfinished request head
+    max_head_bytes: int = 16 * 1024  # h11's default cap on a request head
+    max_fields: int = http1.MAX_FIELDS
     graceful_timeout: float = 3.0  # open connections get this long after a shutdown
     tls_handshake_timeout: float = 10.0
     # An unread request body (a 413, a 401 before the body) is read and dropped up to this
@@ -71,35 +79,49 @@ _date = _Date()
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
+class _Gone(Exception):
+    """The client closed its side mid-body."""
+
+
 class _Connection:
-    """One client connection: h11's server state machine over a trio stream."""
+    """One client connection: http1's parser over a trio stream, the app in this task."""
+
+    req: http1.Request  # the request being answered
 
     def __init__(self, stream: trio.abc.Stream, app: ASGIApp, config: ServerConfig,
                  scheme: str, server: tuple[str, int] | None,
                  client: tuple[str, int] | None) -> None:
         self.stream, self.app, self.config, self.scheme = stream, app, config, scheme
         self.server, self.client = server, client
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_head_bytes)
+        self.buf = bytearray()  # received, not yet parsed (a pipelined next request)
         self.gone = False  # the client closed its side
+        self.in_response = False  # a request head was taken: no 400 after it
+        # One scope for the connection's life; its deadline is the idle timer, set while
+        # waiting for a head (cheaper than a scope entered per request).
+        self.idle = trio.CancelScope()
         self.reset()
 
     def reset(self) -> None:
         self.start: Message | None = None
-        self.head_sent = self.done = self.body_read = self.chunked = False
-        self.is_head = False
+        self.head_sent = self.done = False
+        self.framing: http1.Framing | None = None
+        self.sent = 0  # body bytes sent, checked against the app's Content-Length
+        self.body_read = True
+        self.left = 0  # Content-Length body bytes not yet read
+        self.chunks: http1.ChunkedDecoder | None = None
+        self.continue_sent = False
 
     async def run(self) -> None:
         try:
-            while True:
-                request = await self._next_request()
-                if request is None:
-                    return
-                await self._respond(request)
-                if not await self._next_cycle():
-                    return
-        except h11.RemoteProtocolError as exc:
-            await self._refuse(exc)
-        except (*_IO, h11.LocalProtocolError):
+            with self.idle:
+                while (req := await self._next_request()) is not None:
+                    await self._respond(req)
+                    if not await self._next_cycle():
+                        return
+        except ProtocolError as exc:
+            if not self.in_response:
+                await self._refuse(exc)
+        except (*_IO, _Gone):
             pass  # the client left or broke the exchange: nothing to answer
         except Exception as exc:  # a bug here must cost one connection, not the listener
             log.exception("api_connection_failed", error=repr(exc))
@@ -114,58 +136,67 @@ class _Connection:
             cs.shield = True
             await self.stream.aclose()
 
-    async def _read(self) -> None:
-        data = bytes(await self.stream.receive_some(_READ))
-        if not data:
-            self.gone = True
-        self.h11.receive_data(data)
+    async def _next_request(self) -> http1.Request | None:
+        """The next request head, or None (closed, or idle past keep_alive_timeout)."""
+        buf, cap = self.buf, self.config.max_head_bytes
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            self.idle.deadline = trio.current_time() + self.config.keep_alive_timeout
+            while end < 0:
+                _check_partial(buf, cap)
+                data = await self.stream.receive_some(_READ)
+                if not data:
+                    self.gone = True
+                    if buf:
+                        raise ProtocolError(400, "the client closed mid-head")
+                    return None
+                at = max(len(buf) - 3, 0)
+                buf += data
+                end = buf.find(b"\r\n\r\n", at)
+            self.idle.deadline = math.inf
+        if end > cap:
+            raise ProtocolError(431, "request head too large")
+        req = http1.parse_request(bytes(buf[:end]), self.config.max_fields)
+        del buf[:end + 4]
+        return req
 
-    async def _next_request(self) -> h11.Request | None:
-        with trio.move_on_after(self.config.keep_alive_timeout):
-            while True:
-                event = self.h11.next_event()
-                if event is h11.NEED_DATA:
-                    await self._read()
-                    continue
-                if isinstance(event, h11.Request):
-                    return event
-                return None  # ConnectionClosed (or PAUSED after a close)
-        return None
-
-    async def _refuse(self, exc: h11.RemoteProtocolError) -> None:
-        """400 (431 for a head over the cap) to a request h11 could not parse, then close."""
-        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-            return
-        status = exc.error_status_hint
-        body = f"{status} {exc}\n".encode()
+    async def _refuse(self, exc: ProtocolError) -> None:
+        """The answer to a request the parser refused (then the connection closes)."""
+        body = f"{exc.status} {exc}\n".encode()
+        head = (b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                b"content-length: %d\r\ndate: %s\r\nconnection: close\r\n\r\n"
+                % (exc.status, _REASONS.get(exc.status, b""), len(body), _date()))
         try:
-            data = self.h11.send(h11.Response(status_code=status, headers=[
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()), (b"connection", b"close")]))
-            await self.stream.send_all((data or b"") + body)
-        except (*_IO, h11.LocalProtocolError):
+            await self.stream.send_all(head + body)
+        except _IO:
             pass
 
-    def _scope(self, req: h11.Request) -> dict[str, Any]:
-        target = bytes(req.target)
-        path, _, query = target.partition(b"?")
+    def _scope(self, req: http1.Request) -> dict[str, Any]:
+        path, _, query = req.target.partition(b"?")
+        text = unquote_to_bytes(path).decode("utf-8", "replace") if b"%" in path \
+            else path.decode("ascii")  # the target is VCHAR only: ASCII
         return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
                 "http_version": req.http_version.decode(), "method": req.method.decode(),
-                "scheme": self.scheme, "path": unquote_to_bytes(path).decode("utf-8", "replace"),
-                "raw_path": path, "query_string": query, "root_path": "",
-                "headers": list(req.headers), "client": self.client, "server": self.server}
+                "scheme": self.scheme, "path": text, "raw_path": path, "query_string": query,
+                "root_path": "", "headers": req.headers, "client": self.client,
+                "server": self.server}
 
-    async def _respond(self, req: h11.Request) -> None:
+    async def _respond(self, req: http1.Request) -> None:
+        self.in_response = True
         self.reset()
-        self.is_head = req.method == b"HEAD"
+        self.req = req
+        self.body_read, self.left = False, req.content_length
+        if req.chunked:
+            self.chunks = http1.ChunkedDecoder()
         try:
             await self.app(self._scope(req), self._receive, self._send)
         except Exception as exc:
             if self.head_sent:
                 raise trio.BrokenResourceError("the app failed mid-response") from exc
             log.warning("api_app_failed", error=repr(exc))
-            self.start = {"type": "http.response.start", "status": 500,
-                          "headers": [(b"content-type", b"text/plain; charset=utf-8")]}
+            self.start, self.sent = {"type": "http.response.start", "status": 500,
+                                     "headers": [(b"content-type",
+                                                  b"text/plain; charset=utf-8")]}, 0
             await self._send({"type": "http.response.body", "body": b"Internal Server Error"})
             return
         if not self.done:
@@ -177,24 +208,42 @@ class _Connection:
 
     async def _receive(self) -> Message:
         if not self.body_read and not self.gone:
-            if self.h11.client_is_waiting_for_100_continue and not self.head_sent:
-                await self.stream.send_all(self.h11.send(h11.InformationalResponse(
-                    status_code=100, headers=[])) or b"")
+            if self.req.expect_continue and not self.continue_sent and not self.head_sent:
+                self.continue_sent = True
+                await self.stream.send_all(_CONTINUE)
             try:
-                while True:
-                    event = self.h11.next_event()
-                    if event is h11.NEED_DATA:
-                        await self._read()
-                    elif isinstance(event, h11.Data):
-                        return {"type": "http.request", "body": bytes(event.data),
-                                "more_body": True}
-                    else:  # EndOfMessage
-                        self.body_read = True
-                        return {"type": "http.request", "body": b"", "more_body": False}
-            except h11.RemoteProtocolError:  # the client closed mid-body
+                body = await self._body()
+            except (ProtocolError, _Gone):  # a broken chunked body, or the client closed
                 self.gone = True
+            else:
+                return {"type": "http.request", "body": body, "more_body": not self.body_read}
         await self._wait_disconnect()
         return {"type": "http.disconnect"}
+
+    async def _body(self) -> bytes:
+        """The next piece of the request body (b"" only at its end, then body_read)."""
+        buf = self.buf
+        while True:
+            if self.chunks is not None:
+                data = self.chunks.feed(buf) if buf else b""
+                self.body_read = self.chunks.done
+                if data or self.body_read:
+                    return data
+            elif buf or not self.left:
+                n = min(self.left, len(buf))
+                data = bytes(buf[:n])
+                del buf[:n]
+                self.left -= n
+                self.body_read = not self.left
+                return data
+            got = await self.stream.receive_some(_READ)
+            if not got:
+                raise _Gone
+            if self.chunks is None and len(got) <= self.left:  # the common case: no copy
+                self.left -= len(got)
+                self.body_read = not self.left
+                return bytes(got)
+            buf += got
 
     async def _wait_disconnect(self) -> None:
         """Return once the client has closed its side; a pipelined next request is kept."""
@@ -202,12 +251,12 @@ class _Connection:
         while not self.gone:
             if held >= self.config.pipelined_bytes:
                 await trio.sleep_forever()  # enough buffered: the response's end cancels us
-            data = bytes(await self.stream.receive_some(_READ))
+            data = await self.stream.receive_some(_READ)
             if not data:
                 self.gone = True
             else:
                 held += len(data)
-                self.h11.receive_data(data)
+                self.buf += data
 
     async def _send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -220,46 +269,55 @@ class _Connection:
         if self.done:
             return
         data = b""
-        if not self.head_sent:
-            headers = [*self.start.get("headers", ()), (b"date", _date())]
+        if self.framing is None or not self.head_sent:
             status = self.start["status"]
-            data = self.h11.send(h11.Response(status_code=status, headers=headers,
-                                              reason=_REASONS.get(status, b""))) or b""
-            self.head_sent = True
-            self.chunked = b"\r\ntransfer-encoding: chunked\r\n" in data.lower()
+            data, self.framing = http1.response_head(
+                status, self.start.get("headers", ()), _REASONS.get(status, b""), self.req,
+                _date())
+        f = self.framing
         body = message.get("body", b"")
-        if body and not self.is_head:
-            # Chunked: h11's own framing written here, without its per-event state-machine
-            # work (h11 was a quarter of a relayed chunk's CPU in the relay profile). A Data
-            # event changes no h11 state; EndOfMessage below still goes through h11.
-            if self.chunked:
-                data += b"%x\r\n%s\r\n" % (len(body), body)
-            else:
-                data += self.h11.send(h11.Data(data=body)) or b""
-        if not message.get("more_body", False):
-            data += self.h11.send(h11.EndOfMessage()) or b""
-            self.done = True
+        more = message.get("more_body", False)
+        if f.body:
+            if f.length is not None:
+                self.sent += len(body)
+                if self.sent > f.length or (not more and self.sent < f.length):
+                    raise RuntimeError("the body does not match its Content-Length")
+            if f.chunked:
+                if body:
+                    data += b"%x\r\n%s\r\n" % (len(body), body)
+                if not more:
+                    data += b"0\r\n\r\n"
+            elif body:
+                data += body
+        self.done = not more
         if data:
+            self.head_sent = True
             await self.stream.send_all(data)
 
     async def _next_cycle(self) -> bool:
         """Ready for the next request on this connection (draining an unread body first)."""
-        h = self.h11
-        if self.gone or h.our_state is not h11.DONE:
+        f = self.framing
+        if self.gone or not self.done or f is None or not f.keep_alive:
             return False
-        if h.their_state is h11.SEND_BODY:
+        if not self.body_read:
             read = 0
             with trio.move_on_after(self.config.drain_timeout):
-                while h.their_state is h11.SEND_BODY and read <= self.config.drain_bytes:
-                    event = h.next_event()
-                    if event is h11.NEED_DATA:
-                        await self._read()
-                    elif isinstance(event, h11.Data):
-                        read += len(event.data)
-        if h.our_state is h11.DONE and h.their_state is h11.DONE:
-            h.start_next_cycle()
-            return True
-        return False
+                while not self.body_read and read <= self.config.drain_bytes:
+                    read += len(await self._body())
+            if not self.body_read:
+                return False
+        self.in_response = False
+        return True
+
+
+def _check_partial(buf: bytearray, cap: int) -> None:
+    """Refuse an unfinished head early: over the cap, or not starting like a request line
+    (h11's test: a TLS ClientHello on the plain port is answered at once, not after the
+    idle timer)."""
+    if len(buf) > cap:
+        raise ProtocolError(431, "request head too large")
+    if buf and buf[0] not in _TCHAR:
+        raise ProtocolError(400, "not an HTTP request line")
 
 
 def _addr(sock: Any) -> tuple[str, int] | None:
