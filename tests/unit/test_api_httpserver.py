@@ -186,6 +186,8 @@ def _statuses(out: bytes) -> list[int]:
     (b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n",
      [200]),
     (b"GET /split HTTP/1.1\r\nhost: x\r\n\r\n", [500]),  # response splitting refused
+    (b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\n\n0\r\n\r\n",
+     [400]),  # a chunk without its CRLF: the app hears a disconnect, the client a 400
     (b"POST /early HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nabcdeGET / HTTP/1.1\r\n"
      b"host: x\r\n\r\n", [200, 200]),  # a small unread body is drained, the connection kept
 ])
