@@ -73,7 +73,7 @@ async def _raw(port: int, data: bytes, until: bytes) -> bytes:
     return got
 
 
-async def test_api_h11server_keep_alive_pipelining_head_and_chunks() -> None:
+async def test_api_httpserver_keep_alive_pipelining_head_and_chunks() -> None:
     app = _App()
     async with trio.open_nursery() as nursery:
         port = await nursery.start(partial(httpserver.serve, app, "127.0.0.1", 0))
@@ -94,7 +94,7 @@ async def test_api_h11server_keep_alive_pipelining_head_and_chunks() -> None:
         nursery.cancel_scope.cancel()
 
 
-async def test_api_h11server_tells_the_app_when_the_client_leaves() -> None:
+async def test_api_httpserver_tells_the_app_when_the_client_leaves() -> None:
     app = _App()
     async with trio.open_nursery() as nursery:
         port = await nursery.start(partial(httpserver.serve, app, "127.0.0.1", 0))
@@ -107,7 +107,7 @@ async def test_api_h11server_tells_the_app_when_the_client_leaves() -> None:
         nursery.cancel_scope.cancel()
 
 
-async def test_api_h11server_shutdown_runs_the_lifespan_shutdown() -> None:
+async def test_api_httpserver_shutdown_runs_the_lifespan_shutdown() -> None:
     app = _App()
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
