@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 from trio.testing import MockClock
 
-from mesh_node.api import httpserver
+from mesh_node.api import httpconn, httpserver
 from tests.support.api_servers import WAIT_S
 from tests.support.hostile_fuzz import fuzz_settings
 
@@ -158,7 +158,7 @@ class _Echo:
 
 def _serve(chunks: list[bytes], app: Any = None, **config: Any) -> bytes:
     wire = _Wire(chunks)
-    conn = httpserver._Connection(wire, app or _Echo(), httpserver.ServerConfig(**config),  # type: ignore[arg-type]
+    conn = httpconn.Connection(wire, app or _Echo(), httpserver.ServerConfig(**config),  # type: ignore[arg-type]
                                   "http", None, None)
     with capture_logs() as logs:
         trio.run(conn.run, clock=MockClock(autojump_threshold=0))
