@@ -159,6 +159,31 @@ def test_api_http1_chunked_bounds() -> None:
     assert got == b"abcde" and dec.done and not buf
 
 
+CORPUS = [  # heads as real clients send them (curl, httpx/openai SDK, a browser), and bodies
+    b"GET / HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n",
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:4000\r\nAccept-Encoding: gzip, "
+    b"deflate\r\nConnection: keep-alive\r\nAccept: application/json\r\nContent-Type: "
+    b"application/json\r\nUser-Agent: OpenAI/Python 1.54.0\r\nX-Stainless-Lang: python\r\n"
+    b"Authorization: Bearer sk-x\r\nContent-Length: 16\r\n\r\n{\"model\": \"m\"}  ",
+    b"GET /api/status?x=1&y=%20 HTTP/1.1\r\nHost: mesh\r\nAccept-Language: fr-CH, fr;q=0.9\r\n"
+    b"Cookie: a=b; c=d\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\n\r\n",
+    b"POST /api/chat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"4\r\nWiki\r\n5;ext=\"q\"\r\npedia\r\n0\r\nExpires: never\r\n\r\n",
+    b"HEAD /healthz HTTP/1.0\r\nX-Empty:\r\nX-Obs: caf\xc3\xa9\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: x\r\nX-Pad:   spaced\t value \t\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("raw", CORPUS)
+def test_api_http1_corpus_agrees_with_h11(raw: bytes) -> None:
+    ours, body = _split(raw)
+    theirs = _h11(raw)
+    assert theirs is not None
+    req, their_body = theirs
+    assert (ours.method, ours.target, ours.http_version, ours.headers, body) == (
+        req.method, req.target, req.http_version, list(req.headers), their_body)
+
+
 _TOKEN = st.text("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
                  min_size=1, max_size=12).map(str.encode)
 _VALUE = st.binary(max_size=20).map(
