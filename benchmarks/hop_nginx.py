@@ -116,9 +116,9 @@ def start_nginx(procs: Procs, tmp: Path, upstreams: list[str]) -> list[str]:
     return [f"http://127.0.0.1:{p}" for p in ports]
 
 
-def start_mesh(procs: Procs, upstream: str, server: str = "h11",
+def start_mesh(procs: Procs, upstream: str, server: str = "own",
                src: str | None = None) -> tuple[str, int]:
-    """A mesh app in front of `upstream` on mesh-node's h11 server (or on hypercorn); `src`:
+    """A mesh app in front of `upstream` on mesh-node's own server (or on hypercorn); `src`:
     import mesh_node from that source tree instead (an older version, for before/after)."""
     port = _port()
     env = {**os.environ, "HOP_SERVER": server}

@@ -5,7 +5,7 @@ latency it adds to each chunk, against nginx in front of the same upstream, in o
 
 On loopback: a synthetic upstream (an OpenAI-style SSE stream per request, one chunk per
 token at a set rate per stream: 150 tok/s is MLX on a Mac with a 0.5B model; 0 means as fast
-as the reader takes them), one mesh app (hop_latency's, hypercorn-free h11 server,
+as the reader takes them), one mesh app (hop_latency's, hypercorn-free own server,
 FakeMeshContext routing to it) and one nginx (hop_nginx's config: keep-alive upstream,
 buffering off). Every chunk carries the upstream's CLOCK_MONOTONIC send time, so the client
 (raw trio sockets, one connection per stream) knows each chunk's delivery latency. For every

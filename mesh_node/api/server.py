@@ -1,5 +1,6 @@
-"""Serve the API app inside the caller's nursery: mesh-node's own h11 server (api/h11server.py)
-by default, hypercorn's trio worker on request (`server="hypercorn"`, kept for comparison)."""
+"""Serve the API app inside the caller's nursery: mesh-node's own HTTP/1.1 server
+(api/httpserver.py on api/http1.py) by default, hypercorn's trio worker on request
+(`server="hypercorn"`, kept for comparison)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from starlette.types import ASGIApp
 
-from mesh_node.api import h11server
+from mesh_node.api import httpserver
 
 
 def hypercorn_config(host: str, port: int, tls: tuple[Path, Path] | None = None) -> Config:
@@ -29,17 +30,17 @@ def hypercorn_config(host: str, port: int, tls: tuple[Path, Path] | None = None)
     return config
 
 
-Server = Literal["h11", "hypercorn"]
-SERVERS: tuple[Server, ...] = ("h11", "hypercorn")
+Server = Literal["own", "hypercorn"]
+SERVERS: tuple[Server, ...] = ("own", "hypercorn")
 
 
 async def serve_api(app: ASGIApp, host: str, port: int, *,
                     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
-                    tls: tuple[Path, Path] | None = None, server: Server = "h11",
+                    tls: tuple[Path, Path] | None = None, server: Server = "own",
                     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve until cancelled (or `shutdown_trigger` returns); started(port) once listening."""
-    if server == "h11":  # measured leaner than hypercorn for the same app: docs/benchmarks.md
-        await h11server.serve(app, host, port, tls=tls, shutdown_trigger=shutdown_trigger,
+    if server == "own":  # measured leaner than hypercorn for the same app: docs/benchmarks.md
+        await httpserver.serve(app, host, port, tls=tls, shutdown_trigger=shutdown_trigger,
                               task_status=task_status)
         return
 

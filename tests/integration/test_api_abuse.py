@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mesh_node.api.h11server import ServerConfig
+from mesh_node.api.httpserver import ServerConfig
 from tests.support.hostile_node import HostileNode, start_hostile_node
 
 ABUSE_KEY = "abuse-test-key-5f1c"
