@@ -47,17 +47,19 @@ def request_bytes(method: bytes, target: bytes, headers: Iterable[tuple[bytes, b
     """The whole request in one buffer; Content-Length set from `body`, any
     Transfer-Encoding dropped (the body is whole). ValueError for CR, LF or NUL in a field."""
     lines = [method, b" ", target, b" HTTP/1.1\r\n"]
+    ends = 2  # the request line and the blank line
     for name, value in headers:
         low = name.lower()
         if low == b"content-length" or low == b"transfer-encoding":
             continue
         lines += (name, b": ", value, b"\r\n")
+        ends += 1
     if body or method not in (b"GET", b"HEAD"):
         lines += (b"content-length: ", b"%d" % len(body), b"\r\n")
+        ends += 1
     lines.append(b"\r\n")
     head = b"".join(lines)
-    # every line ends in one CRLF: any other CR, LF or NUL came from a field (injection)
-    ends = head.count(b"\r\n")
+    # each line ends in exactly one CRLF: any other CR, LF or NUL came from a field (injection)
     if head.count(b"\n") != ends or head.count(b"\r") != ends or b"\0" in head:
         raise ValueError("CR, LF or NUL in the request line or a header")
     return head + body
@@ -153,6 +155,7 @@ class _Chunked(Body):
                 self._line += data[i:]
                 if len(self._line) > MAX_LINE:
                     raise ProtocolError("chunk size line too long")
+                i = n
                 break
             line = self._line + data[i:j] if self._line else data[i:j]
             self._line = b""
