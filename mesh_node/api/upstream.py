@@ -7,15 +7,13 @@ api/client1.py. Plain http only (LAN peers and local backends); other schemes go
 own transport. Errors are httpx's, so callers keep one exception tree (connect errors are
 retryable, a server that closes before answering is RemoteProtocolError).
 
-Per read, one bare trio.CancelScope with a deadline (httpx's read timeout is per read):
-trio.fail_after wraps the same scope in two @contextmanager layers, and a scope cannot be
-held across the body's yields (the consumer's code would run inside it).
+The read timeout is per read (httpx semantics), set only on reads that must wait (_Conn).
 """
 
 from __future__ import annotations
 
 import math
-import select
+import socket
 from collections.abc import AsyncIterator
 
 import httpx
@@ -25,7 +23,7 @@ from mesh_node.api import client1
 
 _READ_SIZE = 65536
 _MAX_IDLE_PER_HOST = 64  # the old httpx.Limits(max_keepalive_connections=64)
-_CLOSE_GRACE_S = 1.0
+_READY_CHECKPOINT = 16  # reads without a scheduler pass, at most
 _NO_RESPONSE = "Server disconnected without sending a response."  # httpcore's wording
 _EXTENSIONS_HTTP11 = b"HTTP/1.1"
 
@@ -48,46 +46,82 @@ class _Unanswered(Exception):
 
 
 class _Conn:
-    """One keep-alive connection: a trio stream and its socket."""
+    """One keep-alive connection: a plain non-blocking socket, waited on through trio.
 
-    __slots__ = ("key", "sock", "stream")
+    Plain, not trio's SocketStream: a send that fits the socket buffer (nearly all) and a read
+    of bytes already there then need no cancel scope and no scheduler pass; a read that must
+    wait gets one bare CancelScope (trio.fail_after wraps it in two @contextmanager layers;
+    a scope cannot be held across the body's yields: the consumer would run inside it).
+    """
+
+    __slots__ = ("key", "ready", "sock")
 
     def __init__(self, stream: trio.SocketStream, key: tuple[str, int]) -> None:
-        self.stream, self.key, self.sock = stream, key, stream.socket
+        self.key = key
+        self.sock = socket.socket(fileno=stream.socket.detach())  # options (NODELAY) kept
+        self.sock.setblocking(False)
+        self.ready = 0  # reads in a row that found bytes waiting (no checkpoint taken)
 
     def idle_usable(self) -> bool:
         """An idle socket that is readable has been closed (or sent junk): not reusable.
 
-        poll, not select: select raises for descriptors >= FD_SETSIZE (1024), which is where
-        a busy node's sockets live once it has lifted its open-files limit.
+        A peek, not select (which raises for descriptors >= FD_SETSIZE, where a busy node's
+        sockets live once it has lifted its open-files limit) nor a poll object per request.
         """
         try:
-            poller = select.poll()
-            poller.register(self.sock.fileno(), select.POLLIN)
-            return not poller.poll(0)  # POLLIN, or POLLHUP/POLLERR/POLLNVAL: not reusable
-        except (OSError, ValueError):
-            return False
+            self.sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return True  # nothing pending: open and quiet
+        except OSError:
+            pass
+        return False  # b"" (closed), junk, or an error
 
     async def recv(self, read_s: float) -> bytes:
-        """One read of what has arrived; TooSlowError after `read_s` without a byte."""
-        with trio.CancelScope(deadline=trio.current_time() + read_s) as cs:
-            return await self.sock.recv(_READ_SIZE)  # the socket: SocketStream adds a layer
-        assert cs.cancelled_caught
-        raise trio.TooSlowError
+        """What has arrived (b"" once the peer closed); TooSlowError after `read_s` idle."""
+        try:
+            data = self.sock.recv(_READ_SIZE)
+        except BlockingIOError:
+            return await self._wait_recv(read_s)
+        self.ready += 1
+        if self.ready >= _READY_CHECKPOINT:  # a sender always ahead must not starve the rest
+            self.ready = 0
+            await trio.lowlevel.checkpoint()
+        return data
+
+    async def _wait_recv(self, read_s: float) -> bytes:
+        self.ready = 0
+        while True:
+            with trio.CancelScope(deadline=trio.current_time() + read_s) as cs:
+                await trio.lowlevel.wait_readable(self.sock)
+            if cs.cancelled_caught:
+                raise trio.TooSlowError
+            try:
+                return self.sock.recv(_READ_SIZE)
+            except BlockingIOError:  # a spurious wake-up
+                continue
 
     async def send(self, data: bytes, write_s: float) -> None:
-        with trio.CancelScope(deadline=trio.current_time() + write_s) as cs:
-            view = memoryview(data)
-            while view:
-                view = view[await self.sock.send(view):]
-            return
-        assert cs.cancelled_caught
-        raise trio.TooSlowError
+        """All of `data`; TooSlowError after `write_s` without progress."""
+        view = memoryview(data)
+        while True:
+            try:
+                view = view[self.sock.send(view):]  # a request fits the buffer: one call
+            except BlockingIOError:
+                pass
+            if not view:
+                return
+            with trio.CancelScope(deadline=trio.current_time() + write_s) as cs:
+                await trio.lowlevel.wait_writable(self.sock)
+            if cs.cancelled_caught:
+                raise trio.TooSlowError
+
+    def close_now(self) -> None:
+        trio.lowlevel.notify_closing(self.sock)
+        self.sock.close()
 
     async def close(self) -> None:
-        with trio.move_on_after(_CLOSE_GRACE_S) as cs:
-            cs.shield = True
-            await self.stream.aclose()
+        self.close_now()
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
 
 def _limit(seconds: float | None) -> float:
@@ -186,7 +220,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
             conn = idle.pop()
             if conn.idle_usable():
                 return conn
-            conn.sock.close()  # closed by the peer: nothing left to flush
+            conn.close_now()  # closed by the peer: nothing left to flush
         return None
 
     async def _connect(self, key: tuple[str, int], request: httpx.Request,

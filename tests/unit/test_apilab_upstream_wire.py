@@ -8,7 +8,7 @@ import httpx
 import pytest
 import trio
 
-from mesh_node.api.upstream import Http1Transport
+from mesh_node.api.upstream import Http1Transport, _Conn
 from tests.support.api_servers import WAIT_S, raw_upstream, read_request_head
 
 Handler = Callable[[trio.SocketStream], Awaitable[None]]
@@ -179,3 +179,17 @@ async def test_request_header_injection_is_refused() -> None:
     async with _client() as c:
         with pytest.raises(httpx.LocalProtocolError):
             await c.post("http://127.0.0.1:1/x", content=b"{}", headers={"x": "a\r\nb: c"})
+
+
+async def test_an_idle_socket_with_junk_waiting_is_not_reused() -> None:
+    ours, theirs = trio.socket.socketpair()
+    conn = _Conn(trio.SocketStream(ours), ("127.0.0.1", 1))
+    try:
+        assert conn.idle_usable()
+        await theirs.send(b"HTTP/1.1 200 OK\r\n")  # an answer nobody asked for
+        with trio.fail_after(WAIT_S):
+            await trio.lowlevel.wait_readable(conn.sock)
+        assert not conn.idle_usable() and not conn.idle_usable()  # a peek consumes nothing
+    finally:
+        conn.close_now()
+        theirs.close()
