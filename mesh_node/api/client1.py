@@ -42,14 +42,14 @@ class ProtocolError(Exception):
     """The server sent something this client does not accept as HTTP/1.1."""
 
 
-def request_bytes(method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]],
-                  body: bytes) -> bytes:
-    """The whole request in one buffer; Content-Length set from `body`, any
-    Transfer-Encoding dropped (the body is whole). ValueError for CR, LF or NUL in a field."""
+def request_bytes(method: bytes, target: bytes,
+                  headers: Iterable[tuple[bytes, bytes, bytes]], body: bytes) -> bytes:
+    """The whole request in one buffer from (name, lowercased name, value) headers (httpx's
+    own triples); Content-Length set from `body`, any Transfer-Encoding dropped (the body is
+    whole). ValueError for CR, LF or NUL in a field."""
     lines = [method, b" ", target, b" HTTP/1.1\r\n"]
     ends = 2  # the request line and the blank line
-    for name, value in headers:
-        low = name.lower()
+    for name, low, value in headers:
         if low == b"content-length" or low == b"transfer-encoding":
             continue
         lines += (name, b": ", value, b"\r\n")
@@ -194,12 +194,12 @@ class _Chunked(Body):
 class Head:
     """A parsed response head; `headers` are httpx's own triples (name, lowercased, value)."""
 
-    __slots__ = ("body", "headers", "informational", "keep_alive", "reason", "status")
+    __slots__ = ("ascii", "body", "headers", "informational", "keep_alive", "reason", "status")
 
     def __init__(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes, bytes]],
-                 keep_alive: bool, body: Body) -> None:
+                 keep_alive: bool, body: Body, ascii: bool = True) -> None:
         self.status, self.reason, self.headers = status, reason, headers
-        self.keep_alive, self.body = keep_alive, body
+        self.keep_alive, self.body, self.ascii = keep_alive, body, ascii
         self.informational = 100 <= status < 200 and status != 101
 
 
@@ -247,11 +247,14 @@ def parse_head(buf: bytes, head_request: bool = False) -> tuple[Head, int] | Non
         body = _Sized(length)
     else:
         body, keep_alive = _UntilClose(), False
-    return Head(code, status[3] or b"", headers, keep_alive, body), m.end()
+    end = m.end()
+    return Head(code, status[3] or b"", headers, keep_alive, body, buf[:end].isascii()), end
 
 
 def _length(value: bytes, seen: int | None) -> int:
     """Content-Length: digits, or a list of equal values (§8.6); refused otherwise."""
+    if seen is None and value.isdigit() and len(value) <= 18:
+        return int(value)
     values = {v.strip(b" \t") for v in value.split(b",")}
     v = values.pop() if len(values) == 1 else b""
     if not (v.isdigit() and len(v) <= 18):

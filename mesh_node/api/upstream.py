@@ -25,7 +25,7 @@ _READ_SIZE = 65536
 _MAX_IDLE_PER_HOST = 64  # the old httpx.Limits(max_keepalive_connections=64)
 _READY_CHECKPOINT = 16  # reads without a scheduler pass, at most
 _NO_RESPONSE = "Server disconnected without sending a response."  # httpcore's wording
-_EXTENSIONS_HTTP11 = b"HTTP/1.1"
+_HTTP11 = b"HTTP/1.1"
 
 
 class ConnectRefused(httpx.ConnectError):
@@ -198,7 +198,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
         timeouts = request.extensions.get("timeout", {})
         try:
             data = client1.request_bytes(request.method.encode(), request.url.raw_path,
-                                         request.headers.raw, await request.aread())
+                                         request.headers._list, await request.aread())
         except ValueError as exc:
             raise httpx.LocalProtocolError(str(exc), request=request) from None
         key = (request.url.host, request.url.port or 80)
@@ -259,11 +259,13 @@ class Http1Transport(httpx.AsyncBaseTransport):
         stream = _Body(self, conn, framing, first, request, read_s, head.keep_alive)
         if framing.done:  # no body, or all of it came with the head
             await stream.complete()
-        headers = httpx.Headers()
-        headers._list = head.headers  # already httpx's (name, lowered, value): no re-normalising
-        return httpx.Response(head.status, headers=headers, stream=stream,
-                              extensions={"http_version": _EXTENSIONS_HTTP11,
-                                          "reason_phrase": head.reason})
+        resp = httpx.Response(head.status, stream=stream,
+                              extensions={"http_version": _HTTP11, "reason_phrase": head.reason})
+        headers = resp.headers  # filled here: already httpx's (name, lowered, value) triples,
+        headers._list = head.headers  # nothing to re-normalise or copy
+        if head.ascii:  # else httpx works the encoding out itself
+            headers._encoding = "ascii"
+        return resp
 
     async def release(self, conn: _Conn, reusable: bool) -> None:
         """Back to the pool when the exchange ended cleanly and keep-alive holds; else close."""

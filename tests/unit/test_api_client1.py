@@ -192,12 +192,15 @@ def test_head_caps() -> None:
 
 
 def test_request_bytes() -> None:
-    raw = request_bytes(b"POST", b"/v1/x?q=1", [(b"Host", b"h:1"), (b"Content-Length", b"9"),
-                                                (b"Transfer-Encoding", b"chunked")], b"{}")
+    raw = request_bytes(b"POST", b"/v1/x?q=1", [(b"Host", b"host", b"h:1"),
+                                                (b"Content-Length", b"content-length", b"9"),
+                                                (b"Transfer-Encoding", b"transfer-encoding",
+                                                 b"chunked")], b"{}")
     assert raw == (b"POST /v1/x?q=1 HTTP/1.1\r\nHost: h:1\r\ncontent-length: 2\r\n\r\n{}")
-    assert request_bytes(b"GET", b"/", [(b"Host", b"h")], b"") == b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
-    for bad in ([(b"x", b"a\r\nInjected: 1")], [(b"x\n", b"a")], [(b"x", b"a\rb")],
-                [(b"x", b"a\x00")]):
+    assert (request_bytes(b"GET", b"/", [(b"Host", b"host", b"h")], b"")
+            == b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    for bad in ([(b"x", b"x", b"a\r\nInjected: 1")], [(b"x\n", b"x\n", b"a")],
+                [(b"x", b"x", b"a\rb")], [(b"x", b"x", b"a\x00")]):
         with pytest.raises(ValueError):
             request_bytes(b"POST", b"/", bad, b"")
 

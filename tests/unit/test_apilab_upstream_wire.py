@@ -193,3 +193,22 @@ async def test_an_idle_socket_with_junk_waiting_is_not_reused() -> None:
     finally:
         conn.close_now()
         theirs.close()
+
+
+async def test_response_headers_are_httpx_headers() -> None:
+    answers = [b"HTTP/1.1 200 OK\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 0\r\n\r\n",
+               b"HTTP/1.1 200 OK\r\nx-u: caf\xc3\xa9\r\ncontent-length: 0\r\n\r\n"]
+
+    async def serve(stream: trio.SocketStream) -> None:
+        for answer in answers:
+            await read_request_head(stream)
+            await stream.send_all(answer)
+        await trio.sleep(WAIT_S)
+
+    async with raw_upstream(serve) as url, _client() as c:
+        plain = await c.post(url + "/x", content=b"{}")
+        utf8 = await c.post(url + "/x", content=b"{}")
+    assert plain.headers["x-a"] == "1, 2" and plain.headers.get_list("X-A") == ["1", "2"]
+    assert list(plain.headers.raw)[0] == (b"X-A", b"1") and "content-length" in plain.headers
+    assert plain.extensions["reason_phrase"] == b"OK"
+    assert utf8.headers["x-u"] == "café"  # not ascii: httpx picks the encoding itself
