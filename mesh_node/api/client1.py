@@ -206,12 +206,10 @@ class Head:
 def parse_head(buf: bytes, head_request: bool = False) -> tuple[Head, int] | None:
     """The first response head in `buf` and where it ends; None until it is complete."""
     m = _HEAD_END.search(buf)
-    if m is None:
-        if len(buf) > MAX_HEAD:
+    if m is None or m.end() > MAX_HEAD:
+        if m is not None or len(buf) > MAX_HEAD:
             raise ProtocolError("response head too large")
         return None
-    if m.end() > MAX_HEAD:
-        raise ProtocolError("response head too large")
     lines = _EOL.split(buf[:m.start()])
     if len(lines) > MAX_HEADERS + 1:
         raise ProtocolError("too many response headers")
@@ -219,36 +217,46 @@ def parse_head(buf: bytes, head_request: bool = False) -> tuple[Head, int] | Non
     if status is None:
         raise ProtocolError(f"bad status line {lines[0][:40]!r}")
     code = int(status[2])
-    headers: list[tuple[bytes, bytes, bytes]] = []
-    length: int | None = None
-    chunked = close = False
-    for line in lines[1:]:
-        f = _FIELD.fullmatch(line)
-        if f is None:
-            raise ProtocolError(f"bad header line {line[:40]!r}")
-        name, value = f[1], f[2].strip(b" \t")
-        low = name.lower()
-        headers.append((name, low, value))
-        if low == b"content-length":
-            length = _length(value, length)
-        elif low == b"transfer-encoding":
-            if chunked or value.lower() != b"chunked":
-                raise ProtocolError(f"unsupported transfer-encoding {value[:40]!r}")
-            chunked = True
-        elif low == b"connection":
-            close = close or b"close" in (t.strip(b" \t") for t in value.lower().split(b","))
-    keep_alive = status[1] == b"1" and not close and code != 101
+    fields = _Fields(lines)
+    keep_alive = status[1] == b"1" and not fields.close and code != 101
     body: Body
     if head_request or code in _NO_BODY_STATUS or code < 200:
         body = Body(done=True)
-    elif chunked:
-        body, keep_alive = _Chunked(), keep_alive and length is None
-    elif length is not None:
-        body = _Sized(length)
+    elif fields.chunked:
+        body, keep_alive = _Chunked(), keep_alive and fields.length is None
+    elif fields.length is not None:
+        body = _Sized(fields.length)
     else:
         body, keep_alive = _UntilClose(), False
     end = m.end()
-    return Head(code, status[3] or b"", headers, keep_alive, body, buf[:end].isascii()), end
+    return Head(code, status[3] or b"", fields.headers, keep_alive, body,
+                buf[:end].isascii()), end
+
+
+class _Fields:
+    """The header lines of a head, and what they say about framing and keep-alive."""
+
+    __slots__ = ("chunked", "close", "headers", "length")
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self.headers: list[tuple[bytes, bytes, bytes]] = []
+        self.length: int | None = None
+        self.chunked = self.close = False
+        for line in lines[1:]:
+            f = _FIELD.fullmatch(line)
+            if f is None:
+                raise ProtocolError(f"bad header line {line[:40]!r}")
+            name, value = f[1], f[2].strip(b" \t")
+            low = name.lower()
+            self.headers.append((name, low, value))
+            if low == b"content-length":
+                self.length = _length(value, self.length)
+            elif low == b"transfer-encoding":
+                if self.chunked or value.lower() != b"chunked":
+                    raise ProtocolError(f"unsupported transfer-encoding {value[:40]!r}")
+                self.chunked = True
+            elif low == b"connection" and not self.close:
+                self.close = b"close" in (t.strip(b" \t") for t in value.lower().split(b","))
 
 
 def _length(value: bytes, seen: int | None) -> int:
