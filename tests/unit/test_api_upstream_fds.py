@@ -61,11 +61,12 @@ async def test_upstream_idle_check_above_fd_1024() -> None:
         ours, theirs = trio.socket.socketpair()
         conn = _Conn(trio.SocketStream(ours), ("127.0.0.1", 1))
         try:
-            assert ours.fileno() >= 1024
+            assert conn.sock.fileno() >= 1024  # the transport's own socket (detached)
             assert conn.idle_usable()
             theirs.close()
             with trio.fail_after(WAIT_S):
-                await trio.lowlevel.wait_readable(ours)  # the close has arrived
+                await trio.lowlevel.wait_readable(conn.sock)  # the close has arrived
             assert not conn.idle_usable()
         finally:
+            conn.close_now()
             ours.close()
