@@ -47,7 +47,7 @@ from mesh_node.api.seal import (
 )
 from mesh_node.api.surfaces import OllamaApi, anthropic_routes, ollama_routes
 from mesh_node.api.tracker import ApiState, Tracker
-from mesh_node.api.upstream import H11Transport
+from mesh_node.api.upstream import Http1Transport
 from mesh_node.security import API_KEY_WITHOUT_SECRET
 from mesh_node.status.metrics import CONTENT_TYPE, ApiMetrics
 from mesh_node.timing import Timings
@@ -320,7 +320,7 @@ def build_app(ctx: MeshContext, timings: Timings, *,
               blobs: BlobSource | None = None) -> MeshApp:
     """The API app for one node; `transport` replaces the network in tests; `blobs`: the
     node's model files for its peers and `mesh-node pull` (issue 14, api/blobs.py)."""
-    upstream = transport or H11Transport()  # lean keep-alive pool: see api/upstream.py
+    upstream = transport or Http1Transport()  # lean keep-alive pool: see api/upstream.py
     api = _Api(ctx, timings, upstream, wall)
     ollama = OllamaApi(api, wall)
 

@@ -285,7 +285,6 @@ class Http1Transport(httpx.AsyncBaseTransport):
             await self._fallback.aclose()
 
 
-H11Transport = Http1Transport  # the name app.py and the tests import (h11 is gone)
 
 
 async def _read_head(conn: _Conn, read_s: float, head_request: bool

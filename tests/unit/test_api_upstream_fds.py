@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import httpx
 import trio
 
-from mesh_node.api.upstream import H11Transport, _Conn
+from mesh_node.api.upstream import Http1Transport, _Conn
 from tests.support.api_servers import WAIT_S, raw_upstream, read_request_head
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok"
@@ -49,7 +49,7 @@ async def test_upstream_keepalive_works_above_fd_1024() -> None:
 
     with low_descriptors_taken():
         async with raw_upstream(serve) as url, \
-                httpx.AsyncClient(transport=H11Transport(), timeout=WAIT_S) as c:
+                httpx.AsyncClient(transport=Http1Transport(), timeout=WAIT_S) as c:
             bodies = [(await c.post(url + "/x", content=b"{}")).text for _ in range(3)]
     assert bodies == ["ok"] * 3
     assert len(conns) == 1 and conns[0] >= 1024  # one connection, reused twice

@@ -10,7 +10,7 @@ import trio
 from mesh_node.api.app import build_app
 from mesh_node.api.context import Route
 from mesh_node.api.fake import FakeMeshContext, FakeModel
-from mesh_node.api.upstream import H11Transport
+from mesh_node.api.upstream import Http1Transport
 from mesh_node.timing import Timings
 from tests.support.api_servers import (
     WAIT_S,
@@ -27,7 +27,7 @@ CHUNKED = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
 
 
 def _client(timeout: float = WAIT_S) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=H11Transport(), timeout=timeout)
+    return httpx.AsyncClient(transport=Http1Transport(), timeout=timeout)
 
 
 async def test_apilab_transport_reuses_one_connection() -> None:
