@@ -19,7 +19,9 @@ The core never touches a socket, clock or global randomness: the shell passes `n
   `state_fetch_retry` until it arrives: a throttled or failed fetch is never lost.
 - Counters (incarnation, version, load sequence) never pass the wire bound MAX_COUNTER.
 - Local LAN evidence (probe.py: refused connects, ICMP port-unreachable) shortens a suspicion
-  that a missed ack started; it never declares a death by itself.
+  that a missed ack started; it never declares a death by itself. A suspicion whose fallback
+  TCP probe failed too (or with evidence) is `backed` (MemberInfo.backed): a second transport
+  failed, not only datagrams. Only the standby gate reads it; the timer does not.
 """
 
 from __future__ import annotations
@@ -191,8 +193,10 @@ class Swim(ProbeMixin):
     def _info(self, node: str) -> MemberInfo:
         r = self.table[node]
         rtt = self._rtt.get(node)
+        s = self._susp.get(node)
         return MemberInfo(node, r.status, r.incarnation, r.address, r.port, self._full.get(node),
-                          r.state_version, None if rtt is None else rtt * 1000.0, r.load)
+                          r.state_version, None if rtt is None else rtt * 1000.0, r.load,
+                          backed=s is not None and s.backed and r.status == "suspect")
 
     # --- merge policy -----------------------------------------------------------------
     def _self_record(self) -> Update:
@@ -292,6 +296,7 @@ class Swim(ProbeMixin):
             self._susp[node] = s = Suspicion(now, new.incarnation, k, lo, hi, {new.origin})
             if self._fresh(node, now):  # we saw that nothing listens there: believed now
                 s.evidence(self.t.suspicion_evidence)
+            s.backed = self._backing(node, now)
         fresh = old is None or old.status not in LIVE
         event = _EVENTS.get(new.status, "member_joined" if fresh else "member_alive")
         return [Log(event, {"node": self.id, "peer": node, "incarnation": new.incarnation})]
@@ -384,7 +389,7 @@ class Swim(ProbeMixin):
         for node in [x for x in self._gone if now - self._since[x] >= self.t.dead_reclaim]:
             info = self._info(node)
             for d in (self.table, self._since, self._full, self._rtt, self._fetch_at,
-                      self._wanted, self._evidence):
+                      self._wanted, self._evidence, self._tcp_failed):
                 d.pop(node, None)
             self._gone.discard(node)
             out += [MemberChanged(info, removed=True),
