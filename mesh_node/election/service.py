@@ -111,17 +111,19 @@ class ElectionService:
                 due = min(due, self._standby_due)
             with trio.move_on_at(due):
                 await self._poke_recv.receive()
-                # debounce: a join or a death arrives as several gossip updates in a burst;
-                # but a suspicion is aged from its poke, and a standby it makes due (a backed
-                # one: now) is not held back by the debounce
-                end = trio.current_time() + self._timings.election_debounce
-                standby_due = self._note_suspects()
-                await trio.sleep_until(end if standby_due is None else min(end, standby_due))
-                while True:  # pokes that arrived during the debounce are covered by this step
-                    try:
-                        self._poke_recv.receive_nowait()
-                    except trio.WouldBlock:
-                        break
+                await self._debounce()
+
+    async def _debounce(self) -> None:
+        """Coalesce a burst of pokes (a join or a death arrives as several gossip updates);
+        pokes during it are covered by the coming step. A suspicion is aged from its poke,
+        and a standby it makes due (a backed one: at once) is not held back."""
+        end = trio.current_time() + self._timings.election_debounce
+        while True:
+            standby_due = self._note_suspects()
+            with trio.move_on_at(end if standby_due is None else min(end, standby_due)):
+                await self._poke_recv.receive()
+                continue
+            return
 
     async def step(self) -> None:
         """One re-plan and reconcile."""
