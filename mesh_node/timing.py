@@ -38,6 +38,11 @@ class Timings:
     # A probe that goes unacked for probe_timeout is also tried over TCP to the member's gossip
     # port, as memberlist's fallback ping does (state.go probeNode); its connect gets this long.
     tcp_probe_timeout: float = 0.5
+    # A suspicion heard from a peer is checked with our own TCP connect to the suspect; one
+    # that fails within this long backs it here too, so a standby need not wait standby_after
+    # (election/standby.py). A LAN connect completes in about a millisecond, and a lost SYN is
+    # resent only after 1 s (RFC 6298), so 0.2 s tells "answers" from "does not" either way.
+    tcp_check_timeout: float = 0.2
     # Local evidence that nothing listens at a member's gossip port (our own TCP connect
     # refused, or ICMP port-unreachable from that host for our own datagram) is only believed
     # together with a missed ack (a stranger cannot forge an ack away), and then the suspicion

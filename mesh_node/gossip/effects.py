@@ -49,6 +49,7 @@ class TcpProbe:
     a connect that timed out or failed otherwise with `tcp_probe_failed`."""
 
     addr: Addr
+    timeout: float | None = None  # None: Timings.tcp_probe_timeout (the fallback ping)
 
 
 @dataclass(frozen=True)

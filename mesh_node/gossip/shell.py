@@ -234,12 +234,12 @@ class GossipService:
                                                              trio.current_time()))
                     self._poke.set()
 
-    async def _tcp_probe(self, addr: Addr) -> None:
+    async def _tcp_probe(self, addr: Addr, timeout: float) -> None:  # noqa: ASYNC109
         """memberlist's fallback TCP ping, reduced to its connect: a refusal is evidence; a
         connect that times out or fails otherwise backs the suspicion a missed ack starts."""
         failed = False
         try:
-            with trio.move_on_after(self._timings.tcp_probe_timeout) as scope:
+            with trio.move_on_after(timeout) as scope:
                 stream = await trio.open_tcp_stream(*addr)
                 await stream.aclose()
             failed = scope.cancelled_caught
@@ -275,7 +275,8 @@ class GossipService:
             elif isinstance(e, TcpProbe):
                 if e.addr not in self._tcp_probing and self._nursery is not None:
                     self._tcp_probing.add(e.addr)
-                    self._nursery.start_soon(self._tcp_probe, e.addr)
+                    self._nursery.start_soon(self._tcp_probe, e.addr,
+                                             e.timeout or self._timings.tcp_probe_timeout)
             elif isinstance(e, MemberChanged):
                 self._notify(e)
             elif isinstance(e, Log):

@@ -32,7 +32,16 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
 
-from mesh_node.gossip.effects import Addr, Effect, Log, MemberChanged, MemberInfo, Send, Sync
+from mesh_node.gossip.effects import (
+    Addr,
+    Effect,
+    Log,
+    MemberChanged,
+    MemberInfo,
+    Send,
+    Sync,
+    TcpProbe,
+)
 from mesh_node.gossip.members import LIVE, Update, load_key, merge, state_key
 from mesh_node.gossip.probe import ProbeMixin
 from mesh_node.gossip.suspicion import (
@@ -280,6 +289,7 @@ class Swim(ProbeMixin):
 
     def _status_changed(self, old: Update | None, new: Update, now: float) -> list[Effect]:
         node = new.node
+        check: list[Effect] = []
         self._since[node] = now
         self._susp.pop(node, None)
         if new.status in LIVE:
@@ -297,9 +307,13 @@ class Swim(ProbeMixin):
             if self._fresh(node, now):  # we saw that nothing listens there: believed now
                 s.evidence(self.t.suspicion_evidence)
             s.backed = self._backing(node, now)
+            if new.origin != self.id and not s.backed and not self.leaving:
+                # heard from a peer: our own TCP connect backs it (or not) within 0.2 s
+                check = [TcpProbe(new.addr, self.t.tcp_check_timeout)]
         fresh = old is None or old.status not in LIVE
         event = _EVENTS.get(new.status, "member_joined" if fresh else "member_alive")
-        return [Log(event, {"node": self.id, "peer": node, "incarnation": new.incarnation})]
+        return [Log(event, {"node": self.id, "peer": node, "incarnation": new.incarnation}),
+                *check]
 
     def _conflict(self, old: Update, u: Update) -> list[Effect]:
         self.counters["duplicate_node_id"] += 1

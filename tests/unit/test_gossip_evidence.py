@@ -176,9 +176,13 @@ def test_a_suspicion_without_a_failed_tcp_probe_is_not_backed() -> None:
     heard = Swim("me", ("10.0.0.1", 1), random.Random(0))
     heard.adopt([Update("x", "alive", 0, "10.0.0.2", 1), Update("y", "alive", 0, "10.0.0.3", 1)],
                 0.0)
-    heard.on_message(("10.0.0.3", 1), Gossip("y", (Update("x", "suspect", 0, "10.0.0.2", 1,
-                                                          origin="y"),)), 0.1)
+    out = heard.on_message(("10.0.0.3", 1), Gossip("y", (Update("x", "suspect", 0, "10.0.0.2",
+                                                                1, origin="y"),)), 0.1)
     assert heard.table["x"].status == "suspect" and not heard._info("x").backed
+    # heard from a peer: checked with our own short TCP connect, which backs it if it fails
+    assert TcpProbe(("10.0.0.2", 1), T.tcp_check_timeout) in out
+    heard.tcp_probe_failed(("10.0.0.2", 1), 0.1 + T.tcp_check_timeout)
+    assert heard._info("x").backed
 
 
 def test_a_silent_crash_is_backed_on_the_fake_lan_and_loss_alone_is_not() -> None:
