@@ -98,10 +98,13 @@ class Swim(ProbeMixin):
 
     # --- public surface ---------------------------------------------------------------
     def set_local_state(self, record: bytes) -> None:
-        """Publish a new state record (bumps its version)."""
+        """Publish a new state record (bumps its version); gossiped at the next tick, not the
+        next gossip round: a record changes rarely and it is news (a backend became ready, so a
+        failover's waiting requests can go there: up to gossip_interval sooner)."""
         self.version = min(self.version + 1, MAX_COUNTER)
         self.record = record
         self._refresh_self()
+        self._next_gossip = -math.inf
 
     def set_local_load(self, load: bytes) -> None:
         """Publish new volatile load (unversioned: it never triggers a state fetch)."""
