@@ -188,6 +188,7 @@ class MemberView:
     state: NodeState | None  # None until its first valid state record arrives
     rtt_ms: float | None = None
     load: Load = Load()
+    backed: bool = False  # suspect, and this node's own TCP probe of it failed too (gossip)
 
     @property
     def live(self) -> bool:

@@ -38,6 +38,11 @@ class Timings:
     # A probe that goes unacked for probe_timeout is also tried over TCP to the member's gossip
     # port, as memberlist's fallback ping does (state.go probeNode); its connect gets this long.
     tcp_probe_timeout: float = 0.5
+    # A suspicion heard from a peer is checked with our own TCP connect to the suspect; one
+    # that fails within this long backs it here too, so a standby need not wait standby_after
+    # (election/standby.py). A LAN connect completes in about a millisecond, and a lost SYN is
+    # resent only after 1 s (RFC 6298), so 0.2 s tells "answers" from "does not" either way.
+    tcp_check_timeout: float = 0.2
     # Local evidence that nothing listens at a member's gossip port (our own TCP connect
     # refused, or ICMP port-unreachable from that host for our own datagram) is only believed
     # together with a missed ack (a stranger cannot forge an ack away), and then the suspicion
@@ -85,7 +90,10 @@ class Timings:
     # rather than on the load_publish timer; at most this often, so a burst costs one datagram.
     demand_publish_min: float = 0.05
     # --- backends ---
-    health_poll: float = 0.25  # llama-server answers 503 while loading; a quarter second keeps load low
+    # llama-server answers 503 while loading (~2.3 s for Gemma 3 270M here); a failover waits
+    # on the poll that sees it ready, so 0.1 s (was 0.25: ~0.08 s more on average); a localhost
+    # GET that answers 503 at once costs about a millisecond
+    health_poll: float = 0.1
     health_probe_timeout: float = 2.0  # one probe; a healthy local server answers in milliseconds
     capability_probe_timeout: float = 30.0  # a cold `import mlx_lm` on a slow disk takes seconds
     backend_health_timeout: float = 120.0  # llama-server loads a 250 MB GGUF in ~2 s; big ones take longer

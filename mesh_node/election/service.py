@@ -75,6 +75,7 @@ class ElectionService:
         self._ages = SuspectAges(timings.standby_after)
         self._standby_due: float | None = None  # a suspicion becomes old enough then
         self._standby: set[str] = set()
+        self._standby_for: frozenset[str] = frozenset()  # suspects the last step stood by for
         self._poke_send, self._poke_recv = trio.open_memory_channel[None](1)
 
     def poke(self) -> None:
@@ -88,7 +89,14 @@ class ElectionService:
         files = {k for k, e in self._catalog.items() if not e.error}
         members = self._view()
         suspects, self._standby_due = self._ages.update(members, trio.current_time())
+        self._standby_for = suspects
         return decide(self.node_id, members, self._children.hosted(), files, suspects)
+
+    def _note_suspects(self) -> float | None:
+        """Start the standby clock of each new suspect now (not at the debounced step);
+        when the next standby becomes due."""
+        old, pending = self._ages.update(self._view(), trio.current_time())
+        return trio.current_time() if old - self._standby_for else pending
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -103,13 +111,19 @@ class ElectionService:
                 due = min(due, self._standby_due)
             with trio.move_on_at(due):
                 await self._poke_recv.receive()
-                # debounce: a join or a death arrives as several gossip updates in a burst
-                await trio.sleep(self._timings.election_debounce)
-                while True:  # pokes that arrived during the debounce are covered by this step
-                    try:
-                        self._poke_recv.receive_nowait()
-                    except trio.WouldBlock:
-                        break
+                await self._debounce()
+
+    async def _debounce(self) -> None:
+        """Coalesce a burst of pokes (a join or a death arrives as several gossip updates);
+        pokes during it are covered by the coming step. A suspicion is aged from its poke,
+        and a standby it makes due (a backed one: at once) is not held back."""
+        end = trio.current_time() + self._timings.election_debounce
+        while True:
+            standby_due = self._note_suspects()
+            with trio.move_on_at(end if standby_due is None else min(end, standby_due)):
+                await self._poke_recv.receive()
+                continue
+            return
 
     async def step(self) -> None:
         """One re-plan and reconcile."""

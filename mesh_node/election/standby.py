@@ -12,7 +12,9 @@ Memory: a standby starts only when it fits beside this node's placed roles (what
 plan commits here plus the standby's need, at most the memory offered), so it never
 oversubscribes a node. Solo models only: a split's standby would need workers too.
 A suspicion must have lasted `standby_after` first (`SuspectAges`), so the refutations that
-end most false suspicions under loss start nothing.
+end most false suspicions under loss start nothing; unless it is backed (this node's own fallback
+TCP probe of the suspect failed too, or nothing listens there): lost datagrams alone never back
+one, so a standby then starts at once.
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ def standby_hosts(node_id: str, members: Sequence[MemberView], snap: Snapshot,
 
 @dataclass
 class SuspectAges:
-    """Which members have been suspect for at least `after` seconds (monotonic `now`)."""
+    """Which members have been suspect for at least `after` seconds (monotonic `now`), or are
+    suspect with a backed suspicion (`MemberView.backed`: our own TCP probe failed too, so it is
+    not just lost datagrams): those count at once."""
 
     after: float
     since: dict[str, float] = field(default_factory=dict)
@@ -62,12 +66,14 @@ class SuspectAges:
     def update(self, members: Sequence[MemberView], now: float) -> tuple[frozenset[str],
                                                                           float | None]:
         """(members suspect long enough, when the next one will be; None: none pending)."""
-        current = {m.node_id for m in members if m.status == "suspect"}
+        suspect = [m for m in members if m.status == "suspect"]
+        current = {m.node_id for m in suspect}
         for node in list(self.since):
             if node not in current:
                 del self.since[node]
         for node in current:
             self.since.setdefault(node, now)
-        old = frozenset(n for n, t in self.since.items() if now - t >= self.after)
+        backed = {m.node_id for m in suspect if m.backed}
+        old = frozenset(n for n, t in self.since.items() if now - t >= self.after or n in backed)
         pending = [t + self.after for n, t in self.since.items() if n not in old]
         return old, (min(pending) if pending else None)

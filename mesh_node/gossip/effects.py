@@ -24,6 +24,7 @@ class MemberInfo:
     state_version: int
     rtt_ms: float | None = None
     load: bytes = b""
+    backed: bool = False  # suspect, and this node's own TCP probe of it failed too
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,11 @@ class Sync:
 
 @dataclass(frozen=True)
 class TcpProbe:
-    """Connect to `addr` (a member's gossip TCP port); report a refusal with `evidence`."""
+    """Connect to `addr` (a member's gossip TCP port); report a refusal with `evidence_at`,
+    a connect that timed out or failed otherwise with `tcp_probe_failed`."""
 
     addr: Addr
+    timeout: float | None = None  # None: Timings.tcp_probe_timeout (the fallback ping)
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,8 @@ class FakeLan:
             self._sync(ev.src, ev.dst, ev.join)
         elif ev.kind == "refused":  # the kernel's answer for a port nobody listens on
             self._handle(ev.dst, core.evidence_at(ev.src, self.now))
+        elif ev.kind == "tcp_failed":
+            self._handle(ev.dst, core.tcp_probe_failed(ev.src, self.now))
         self._reschedule(ev.dst)
 
     def _sync(self, initiator: Addr, target: Addr, join: bool) -> None:
@@ -165,9 +167,18 @@ class FakeLan:
             elif isinstance(e, Sync):  # processed at the initiator: dst=src, src=the target
                 self._push(_Event(self.now, 0, "sync", src, e.addr, join=e.join))
             elif isinstance(e, TcpProbe):
-                self._refuse(src, e.addr)
+                self._tcp_probe(src, e.addr, e.timeout or core.t.tcp_probe_timeout)
             elif isinstance(e, Log):
                 self.logs.append((self.now, core.id, e))
+
+    def _tcp_probe(self, src: Addr, dst: Addr, timeout: float) -> None:
+        """The fallback TCP connect: refused by a refusing crashed host one round trip later;
+        timed out (tcp_probe_timeout) at a silent crashed or partitioned one; TCP is lossless
+        here, so a live reachable member always accepts."""
+        if dst in self.refusing and not self.blocked(src, dst):
+            self._refuse(src, dst)
+        elif dst in self.crashed or self.blocked(src, dst):
+            self._push(_Event(self.now + timeout, 0, "tcp_failed", src, dst))
 
     def _refuse(self, src: Addr, dst: Addr) -> None:
         """A refusal (RST or ICMP) from a refusing crashed host, one round trip later."""

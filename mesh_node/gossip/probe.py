@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from mesh_node.gossip.effects import Addr, Effect, Log, Send, TcpProbe
+from mesh_node.gossip.effects import Addr, Effect, Log, MemberChanged, MemberInfo, Send, TcpProbe
 from mesh_node.gossip.members import LIVE, Update
 from mesh_node.gossip.suspicion import Awareness, Suspicion
 from mesh_node.gossip.wire import MAX_COUNTER, Ack, Message, Nack, Ping, PingReq
@@ -60,6 +60,7 @@ class ProbeMixin:
 
     if TYPE_CHECKING:
         def _send(self, addr: Addr, base: Message) -> Send: ...
+        def _info(self, node: str) -> MemberInfo: ...
         def _apply(self, u: Update, now: float, pushpull: bool = False) -> list[Effect]: ...
 
     def counters_bump(self, name: str) -> None:
@@ -77,6 +78,7 @@ class ProbeMixin:
         # an ack captured then cannot answer a probe now (acks are also tied to the target)
         self._seq = self.rng.randrange(1, 1 << 31)
         self._evidence: dict[str, float] = {}  # node -> when local evidence last came
+        self._tcp_failed: dict[str, float] = {}  # node -> when our TCP probe of it last failed
         self._urgent: str | None = None  # probed next, out of turn (evidence about it came)
 
     # --- live index: O(1) add/remove, O(k) sampling -------------------------------------
@@ -203,6 +205,7 @@ class ProbeMixin:
             s = self._susp.get(node)
             if s is not None and s.evidence(self.t.suspicion_evidence):
                 out.append(Log("suspicion_evidence", {"node": self.id, "peer": node}))
+            out += self._back(node)
         p = self._probe
         if p is not None and p.target == node:
             if strong and now >= p.ack_by:
@@ -212,6 +215,33 @@ class ProbeMixin:
             if p is None:
                 self._next_probe = min(self._next_probe, now)
         return out
+
+    def _backing(self, node: str, now: float) -> bool:
+        """Has a second transport failed too: nothing listens (evidence), or our own TCP probe
+        of `node` failed within the evidence window?"""
+        at = self._tcp_failed.get(node)
+        return self._fresh(node, now) or (at is not None and now - at <= self.t.evidence_window)
+
+    def _back(self, node: str) -> list[Effect]:
+        """Mark a running suspicion of `node` backed; the change is news for the election."""
+        s = self._susp.get(node)
+        if s is None or s.backed:
+            return []
+        s.backed = True
+        return [Log("suspicion_backed", {"node": self.id, "peer": node}),
+                MemberChanged(self._info(node))]
+
+    def tcp_probe_failed(self, addr: Addr, now: float) -> list[Effect]:
+        """Our fallback TCP probe of the live member at `addr` timed out or failed (not
+        refused: that is `evidence_at`). Never a suspicion by itself: it only backs one that
+        a missed ack starts, so a standby may start without waiting (election/standby.py)."""
+        node = next((n for n, r in self.table.items() if r.addr == addr and n != self.id
+                     and r.status in LIVE), None)
+        if node is None or self.leaving:
+            return []
+        self.counters_bump("tcp_probe_failed")
+        self._tcp_failed[node] = now
+        return self._back(node)
 
     # --- messages -----------------------------------------------------------------------
     def _on_probe_message(self, src: Addr, msg: Message, now: float) -> list[Effect]:

@@ -9,8 +9,9 @@ connections cannot take the slots a joining node needs.
 
 LAN evidence (issue 16): on Linux the UDP socket sets IP_RECVERR, so an ICMP port-unreachable
 for one of our datagrams names the member it was sent to; the fallback TCP probe reports a
-refused connect; the router reports what it saw (`report_unreachable`). The core believes any
-of these only together with a missed ack (gossip/probe.py).
+refused connect (one that times out backs a suspicion: gossip/probe.py `tcp_probe_failed`); the
+router reports what it saw (`report_unreachable`). The core believes any of these only together
+with a missed ack (gossip/probe.py).
 """
 
 from __future__ import annotations
@@ -233,19 +234,27 @@ class GossipService:
                                                              trio.current_time()))
                     self._poke.set()
 
-    async def _tcp_probe(self, addr: Addr) -> None:
-        """memberlist's fallback TCP ping, reduced to its connect: a refusal is evidence."""
+    async def _tcp_probe(self, addr: Addr, timeout: float) -> None:  # noqa: ASYNC109
+        """memberlist's fallback TCP ping, reduced to its connect: a refusal is evidence; a
+        connect that times out or fails otherwise backs the suspicion a missed ack starts."""
+        failed = False
         try:
-            with trio.move_on_after(self._timings.tcp_probe_timeout):
+            with trio.move_on_after(timeout) as scope:
                 stream = await trio.open_tcp_stream(*addr)
                 await stream.aclose()
+            failed = scope.cancelled_caught
         except OSError as exc:
             if _refused(exc):
                 self.stats["tcp_probe_refused"] += 1
                 await self._carry(self._core.evidence_at(addr, trio.current_time()))
                 self._poke.set()
+            else:
+                failed = True  # EHOSTUNREACH, ENETUNREACH, ...: nothing answered either
         finally:
             self._tcp_probing.discard(addr)
+        if failed:
+            await self._carry(self._core.tcp_probe_failed(addr, trio.current_time()))
+            self._poke.set()
 
     def envelope(self) -> Envelope:
         """The next envelope of this boot (counter from 1, never reused within the epoch)."""
@@ -266,7 +275,8 @@ class GossipService:
             elif isinstance(e, TcpProbe):
                 if e.addr not in self._tcp_probing and self._nursery is not None:
                     self._tcp_probing.add(e.addr)
-                    self._nursery.start_soon(self._tcp_probe, e.addr)
+                    self._nursery.start_soon(self._tcp_probe, e.addr,
+                                             e.timeout or self._timings.tcp_probe_timeout)
             elif isinstance(e, MemberChanged):
                 self._notify(e)
             elif isinstance(e, Log):

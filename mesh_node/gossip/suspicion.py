@@ -58,6 +58,10 @@ class Suspicion:
     confirmers: set[str] = field(default_factory=set)  # the first suspecter is not counted
     n: int = 0
     cap: float | None = None  # set by local evidence: the timeout is at most this
+    # our own TCP probe of the suspect failed too (refused or timed out): a second transport,
+    # so not just lost datagrams. Read by the standby gate (election/standby.py), never by
+    # the timer: SWIM still declares the death.
+    backed: bool = False
 
     def evidence(self, cap: float) -> bool:
         """Local evidence that the suspect is gone: a confirmation, and the timeout capped.

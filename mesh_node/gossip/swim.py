@@ -19,7 +19,9 @@ The core never touches a socket, clock or global randomness: the shell passes `n
   `state_fetch_retry` until it arrives: a throttled or failed fetch is never lost.
 - Counters (incarnation, version, load sequence) never pass the wire bound MAX_COUNTER.
 - Local LAN evidence (probe.py: refused connects, ICMP port-unreachable) shortens a suspicion
-  that a missed ack started; it never declares a death by itself.
+  that a missed ack started; it never declares a death by itself. A suspicion whose fallback
+  TCP probe failed too (or with evidence) is `backed` (MemberInfo.backed): a second transport
+  failed, not only datagrams. Only the standby gate reads it; the timer does not.
 """
 
 from __future__ import annotations
@@ -30,7 +32,16 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
 
-from mesh_node.gossip.effects import Addr, Effect, Log, MemberChanged, MemberInfo, Send, Sync
+from mesh_node.gossip.effects import (
+    Addr,
+    Effect,
+    Log,
+    MemberChanged,
+    MemberInfo,
+    Send,
+    Sync,
+    TcpProbe,
+)
 from mesh_node.gossip.members import LIVE, Update, load_key, merge, state_key
 from mesh_node.gossip.probe import ProbeMixin
 from mesh_node.gossip.suspicion import (
@@ -87,10 +98,13 @@ class Swim(ProbeMixin):
 
     # --- public surface ---------------------------------------------------------------
     def set_local_state(self, record: bytes) -> None:
-        """Publish a new state record (bumps its version)."""
+        """Publish a new state record (bumps its version); gossiped at the next tick, not the
+        next gossip round: a record changes rarely and it is news (a backend became ready, so a
+        failover's waiting requests can go there: up to gossip_interval sooner)."""
         self.version = min(self.version + 1, MAX_COUNTER)
         self.record = record
         self._refresh_self()
+        self._next_gossip = -math.inf
 
     def set_local_load(self, load: bytes) -> None:
         """Publish new volatile load (unversioned: it never triggers a state fetch)."""
@@ -191,8 +205,10 @@ class Swim(ProbeMixin):
     def _info(self, node: str) -> MemberInfo:
         r = self.table[node]
         rtt = self._rtt.get(node)
+        s = self._susp.get(node)
         return MemberInfo(node, r.status, r.incarnation, r.address, r.port, self._full.get(node),
-                          r.state_version, None if rtt is None else rtt * 1000.0, r.load)
+                          r.state_version, None if rtt is None else rtt * 1000.0, r.load,
+                          backed=s is not None and s.backed and r.status == "suspect")
 
     # --- merge policy -----------------------------------------------------------------
     def _self_record(self) -> Update:
@@ -276,6 +292,7 @@ class Swim(ProbeMixin):
 
     def _status_changed(self, old: Update | None, new: Update, now: float) -> list[Effect]:
         node = new.node
+        check: list[Effect] = []
         self._since[node] = now
         self._susp.pop(node, None)
         if new.status in LIVE:
@@ -292,9 +309,14 @@ class Swim(ProbeMixin):
             self._susp[node] = s = Suspicion(now, new.incarnation, k, lo, hi, {new.origin})
             if self._fresh(node, now):  # we saw that nothing listens there: believed now
                 s.evidence(self.t.suspicion_evidence)
+            s.backed = self._backing(node, now)
+            if new.origin != self.id and not s.backed and not self.leaving:
+                # heard from a peer: our own TCP connect backs it (or not) within 0.2 s
+                check = [TcpProbe(new.addr, self.t.tcp_check_timeout)]
         fresh = old is None or old.status not in LIVE
         event = _EVENTS.get(new.status, "member_joined" if fresh else "member_alive")
-        return [Log(event, {"node": self.id, "peer": node, "incarnation": new.incarnation})]
+        return [Log(event, {"node": self.id, "peer": node, "incarnation": new.incarnation}),
+                *check]
 
     def _conflict(self, old: Update, u: Update) -> list[Effect]:
         self.counters["duplicate_node_id"] += 1
@@ -384,7 +406,7 @@ class Swim(ProbeMixin):
         for node in [x for x in self._gone if now - self._since[x] >= self.t.dead_reclaim]:
             info = self._info(node)
             for d in (self.table, self._since, self._full, self._rtt, self._fetch_at,
-                      self._wanted, self._evidence):
+                      self._wanted, self._evidence, self._tcp_failed):
                 d.pop(node, None)
             self._gone.discard(node)
             out += [MemberChanged(info, removed=True),

@@ -65,7 +65,7 @@ class MeshView:
         """Every member (self included), sorted by node id."""
         infos = self._members()
         out = [MemberView(m.node, m.status, m.incarnation, m.address, m.port, self._state(m),
-                          m.rtt_ms, self._load(m)) for m in infos]
+                          m.rtt_ms, self._load(m), m.backed) for m in infos]
         if len(self._states) > len(infos) or len(self._loads) > len(infos):
             current = {m.node for m in infos}
             for cache in (self._states, self._loads):

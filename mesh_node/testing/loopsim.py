@@ -199,7 +199,7 @@ class LoopSim:
         self._publish(node, now)  # backends that became ready since the last slice
         if not self._joined(node, now):
             return
-        sig = tuple((m.node, m.status, m.incarnation, m.state_version, m.load)
+        sig = tuple((m.node, m.status, m.incarnation, m.state_version, m.load, m.backed)
                     for m in node.core.members())
         due = sig != node.last_sig or now - node.last_step >= self.t.election_recheck or (
             node.standby_due is not None and now >= node.standby_due)

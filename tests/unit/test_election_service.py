@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 
@@ -154,3 +155,44 @@ async def test_joined_newcomer_keeps_the_ready_incumbent() -> None:
     await svc.step()
     assert svc.placement.models[0].hosts == ("b",)
     assert kids.calls == []
+
+
+
+@pytest.mark.parametrize(("backed", "expected"), [(False, DEFAULT_TIMINGS.standby_after),
+                                                  (True, 0.0)])
+async def test_standby_clock_starts_at_the_poke_and_a_backed_suspicion_skips_it(
+        autojump_clock: trio.testing.MockClock, backed: bool, expected: float) -> None:
+    """The holder that would take over starts the standby standby_after after the suspicion's
+    poke (not after the debounced step), and at once when the suspicion is backed."""
+    serving = (Serving("m", "host", "llama", True, 9337, "ready"),)
+    states = {"a": node("a", 4 * GIB, True, serving), "b": node("b", 4 * GIB, True)}
+    status = {"a": "alive"}
+    kids = FakeChildren()
+    joined = trio.Event()
+    joined.set()
+
+    def view() -> list[MemberView]:
+        return [MemberView(k, status.get(k, "alive"), 0, s.address, 9338, s,  # type: ignore[arg-type]
+                           backed=backed and status.get(k) == "suspect")
+                for k, s in states.items()]
+
+    svc = ElectionService("b", view, kids, {"m": ENTRY}, joined)
+    started: list[float] = []
+    orig = kids.ensure_host
+
+    async def timed(role: HostRole, entry: CatalogEntry) -> None:
+        started.append(trio.current_time())
+        await orig(role, entry)
+
+    kids.ensure_host = timed  # type: ignore[method-assign]
+    async with trio.open_nursery() as n:
+        await n.start(svc.run)
+        await trio.testing.wait_all_tasks_blocked()
+        assert kids.calls == []  # a hosts
+        t0 = trio.current_time()
+        status["a"] = "suspect"
+        svc.poke()
+        await trio.sleep(2.0)
+        n.cancel_scope.cancel()
+    assert kids.calls == ["start:m:0"]
+    assert abs(started[0] - t0 - expected) < 0.01, started[0] - t0

@@ -76,3 +76,12 @@ def test_suspect_ages_only_count_a_suspicion_that_lasted() -> None:
     assert ages.update(view, 10.5) == (frozenset({"n1"}), None)
     assert ages.update([_member(1), _member(2)], 10.6) == (frozenset(), None)
     assert ages.update(view, 11.0) == (frozenset(), 11.5)  # a new suspicion starts anew
+
+
+def test_suspect_ages_count_a_backed_suspicion_at_once() -> None:
+    """Our own TCP probe of the suspect failed too (MemberView.backed): not lost datagrams."""
+    import dataclasses
+    ages = SuspectAges(0.5)
+    backed = dataclasses.replace(_member(1, "suspect"), backed=True)
+    assert ages.update([backed, _member(2)], 10.0) == (frozenset({"n1"}), None)
+    assert ages.update([_member(1, "suspect"), _member(2)], 10.1) == (frozenset(), 10.5)

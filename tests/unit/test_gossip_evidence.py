@@ -9,7 +9,7 @@ import statistics
 
 import pytest
 
-from mesh_node.gossip.effects import TcpProbe
+from mesh_node.gossip.effects import MemberChanged, TcpProbe
 from mesh_node.gossip.fakelan import FakeLan, LinkModel, sim_addr, views_agree
 from mesh_node.gossip.members import Update
 from mesh_node.gossip.suspicion import Suspicion
@@ -141,3 +141,56 @@ def test_evidence_no_false_deaths_at_20_percent_loss(seed: int) -> None:
     assert len(suspicions) > 100, "the soak must stress the detector"
     assert not deaths, deaths
     assert all(c.counters["evidence"] == 0 for c in lan.alive_cores())
+
+
+def _unacked_probe(core: Swim) -> None:
+    core.adopt([Update("x", "alive", 0, "10.0.0.2", 1)], 0.0)
+    core.on_tick(0.0)  # ping x; no ack comes
+    core.on_tick(T.probe_timeout)  # ping-req (no relays here) + the fallback TCP probe
+
+
+def test_a_failed_tcp_probe_backs_the_suspicion_it_came_with() -> None:
+    """Timed out before the interval ends, or after: the suspicion is backed either way, and the
+    change is news (MemberChanged); the timer is the plain one (no evidence cap)."""
+    for tcp_at in (0.9 * T.probe_interval, 1.1 * T.probe_interval):
+        core = Swim("me", ("10.0.0.1", 1), random.Random(0))
+        _unacked_probe(core)
+        if tcp_at < T.probe_interval:
+            assert not core.tcp_probe_failed(("10.0.0.2", 1), tcp_at)  # nothing to back yet
+        core.on_tick(T.probe_interval)
+        assert core.table["x"].status == "suspect"
+        if tcp_at > T.probe_interval:
+            assert not core._info("x").backed
+            out = core.tcp_probe_failed(("10.0.0.2", 1), tcp_at)
+            assert [e for e in out if isinstance(e, MemberChanged) and e.member.backed]
+        assert core._info("x").backed
+        assert core._susp["x"].cap is None
+
+
+def test_a_suspicion_without_a_failed_tcp_probe_is_not_backed() -> None:
+    """Lost datagrams alone (the TCP connect succeeded, or the news came from a peer)."""
+    core = Swim("me", ("10.0.0.1", 1), random.Random(0))
+    _unacked_probe(core)
+    core.on_tick(T.probe_interval)
+    assert core.table["x"].status == "suspect" and not core._info("x").backed
+    heard = Swim("me", ("10.0.0.1", 1), random.Random(0))
+    heard.adopt([Update("x", "alive", 0, "10.0.0.2", 1), Update("y", "alive", 0, "10.0.0.3", 1)],
+                0.0)
+    out = heard.on_message(("10.0.0.3", 1), Gossip("y", (Update("x", "suspect", 0, "10.0.0.2",
+                                                                1, origin="y"),)), 0.1)
+    assert heard.table["x"].status == "suspect" and not heard._info("x").backed
+    # heard from a peer: checked with our own short TCP connect, which backs it if it fails
+    assert TcpProbe(("10.0.0.2", 1), T.tcp_check_timeout) in out
+    heard.tcp_probe_failed(("10.0.0.2", 1), 0.1 + T.tcp_check_timeout)
+    assert heard._info("x").backed
+
+
+def test_a_silent_crash_is_backed_on_the_fake_lan_and_loss_alone_is_not() -> None:
+    lan = FakeLan(seed=4, link=LinkModel(drop=0.2))
+    lan.bootstrap(4)
+    lan.run_until(60.0)
+    assert not [e for _, _, e in lan.logs if e.event == "suspicion_backed"]  # loss alone
+    lan.crash(sim_addr(1))
+    lan.run_until(70.0)
+    assert [e for _, _, e in lan.logs if e.event == "suspicion_backed"
+            and e.fields["peer"] == "n1"]
