@@ -30,9 +30,10 @@ class LoadWait:
         self.started = trio.current_time()
         self.logged = False
 
-    async def next(self, routes: int) -> None:
+    async def next(self, routes: int, *, changed: bool = False) -> None:
         """Return when routes are worth re-reading; ApiError when the model can never be
-        placed or the wait is over. `routes`: how many were tried (for the log)."""
+        placed or the wait is over. `routes`: how many were tried (for the log); `changed`:
+        the routes are already not the ones tried, so only a checkpoint is taken."""
         status, reason = self.ctx.model_state(self.model_id)
         if status == "unservable":
             log.warning("model_unservable", model=self.model_id, reason=reason)
@@ -48,4 +49,7 @@ class LoadWait:
         if loading and not self.logged:
             self.logged = True
             log.info("model_load_wait", model=self.model_id, status=status, reason=reason)
+        if changed:
+            await trio.lowlevel.checkpoint()
+            return
         await self.ctx.wait_for_change(min(remaining, REPOLL_S))

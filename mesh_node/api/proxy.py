@@ -121,7 +121,9 @@ class Forwarder:
                                 reason=str(exc))
             if job.forwarded:
                 raise errors.not_hosted_here(job.model_id)
-            await wait.next(len(routes))
+            # routes that changed during the attempts (a failover's new host became ready
+            # while a dead one was tried) are tried at once, not after the next change
+            await wait.next(len(routes), changed=self.routes(job) != routes)
 
     def routes(self, job: Job) -> list[Route]:
         """THE place a request resolves where it can go (read from the node's route table,

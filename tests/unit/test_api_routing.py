@@ -259,3 +259,40 @@ async def test_api_route_host_declared_dead_before_first_byte_is_retried() -> No
             took = trio.current_time() - start
     assert r.status_code == 200 and r.json()["served_by"] == "good"
     assert took < T.upstream_read_timeout  # not the 5 s read timeout
+
+
+async def test_api_route_new_host_during_a_failed_attempt_is_tried_at_once() -> None:
+    """A failover: while the request waits on a host that went silent, the new host appears
+    in the routes; when the attempt is abandoned, the new route is tried at once, not after
+    waiting for a further change (which may never come: the table already changed)."""
+    from mesh_node.api.loading import REPOLL_S
+
+    reached = trio.Event()
+
+    async def silent(stream: trio.SocketStream) -> None:
+        await read_request_head(stream)
+        reached.set()  # the attempt on the silent host is under way
+        await trio.sleep_forever()
+
+    up = ScriptedUpstream("standby")
+    async with raw_upstream(silent) as mute_url, api_serving(up.app()) as up_url:
+        mute = Route("mute", mute_url, False)
+        ctx = _ctx([mute], secret=None)
+        waited: list[float] = []
+        wait_for_change = ctx.wait_for_change
+
+        async def spy(timeout: float) -> None:  # noqa: ASYNC109
+            waited.append(timeout)
+            await wait_for_change(timeout)
+        ctx.wait_for_change = spy  # type: ignore[method-assign]
+        async with api_serving(build_app(ctx, T)) as url, httpx.AsyncClient(base_url=url) as c, \
+                trio.open_nursery() as n:
+            async def failover() -> None:
+                await reached.wait()
+                ctx.set_routes(MID, [mute, Route("standby", up_url, False)])  # standby ready
+                ctx.dead.add("mute")  # then gossip gives up on the host: no change notice
+                ctx.changed()
+            n.start_soon(failover)
+            r = await c.post("/v1/chat/completions", json=CHAT)
+    assert r.status_code == 200 and r.json()["served_by"] == "standby"
+    assert REPOLL_S not in waited  # the load wait was never entered
