@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import structlog
@@ -310,8 +310,10 @@ class Forwarder:
 
 async def _first_chunk(resp: httpx.Response,
                        model: str) -> tuple[bytes, AsyncIterator[bytes]]:
-    """The first body bytes and the iterator of the rest; a host dying here is retryable."""
-    chunks = resp.aiter_raw()
+    """The first body bytes and the iterator of the rest; a host dying here is retryable.
+    The transport's stream is read directly: `aiter_raw` adds a byte chunker, a byte counter
+    and a context manager per piece (~0.09 ms of a hop's profile), and cleanup closes `resp`."""
+    chunks = cast(AsyncIterable[bytes], resp.stream).__aiter__()
     try:
         first = b""
         while not first:
