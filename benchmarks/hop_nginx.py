@@ -118,8 +118,9 @@ def start_nginx(procs: Procs, tmp: Path, upstreams: list[str]) -> list[str]:
 
 def start_mesh(procs: Procs, upstream: str, server: str = "own",
                src: str | None = None) -> tuple[str, int]:
-    """A mesh app in front of `upstream` on mesh-node's own server (or on hypercorn); `src`:
-    import mesh_node from that source tree instead (an older version, for before/after)."""
+    """A mesh app in front of `upstream` on mesh-node's own server ("hypercorn": on hypercorn;
+    "default": the tree's default server); `src`: import mesh_node from that source tree
+    instead (an older version, for before/after, on its own default server)."""
     port = _port()
     env = {**os.environ, "HOP_SERVER": server}
     if src is not None:
@@ -263,8 +264,8 @@ async def run(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, An
     mesh_llama, llama_pid = start_mesh(procs, llama)
     before: dict[str, tuple[str, int]] = {}
     if args.before_src:  # the same app from an older tree, in the same interleaved run
-        before = {"fast": start_mesh(procs, fast, "hypercorn", args.before_src),
-                  "llama": start_mesh(procs, llama, "hypercorn", args.before_src)}
+        before = {"fast": start_mesh(procs, fast, "default", args.before_src),
+                  "llama": start_mesh(procs, llama, "default", args.before_src)}
     ngx_fast, ngx_llama = start_nginx(procs, tmp, [fast, llama])
     ngx_pid = procs.procs[-1].pid
     await wait_llama(llama)

@@ -214,7 +214,7 @@ async def run(args: argparse.Namespace, procs: Procs, tmp: Path) -> dict[str, An
              "nginx": (int(ngx_url.rsplit(":", 1)[1]), [ngx_master])}  # + worker, below
     order = ["direct", "mesh", "nginx", "nginx", "mesh", "direct"]
     if args.before_src:  # the same app from an older tree, interleaved: before/after
-        b_url, b_pid = start_mesh(procs, up, "hypercorn", args.before_src)
+        b_url, b_pid = start_mesh(procs, up, "default", args.before_src)
         paths["before"] = (int(b_url.rsplit(":", 1)[1]), [b_pid])
         order = ["direct", "mesh", "before", "nginx", "nginx", "before", "mesh", "direct"]
     for port, _ in paths.values():
