@@ -163,7 +163,7 @@ def test_abuse_chunked_huge_body_is_cut_at_the_limit(abuse_node: HostileNode) ->
 
 @pytest.mark.parametrize("raw,expect", [
     (b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + b"x-pad: " + b"a" * 40_000,
-     (b"HTTP/1.1 431", b"HTTP/1.1 400", b"")),  # an unfinished head over h11's 16 KiB cap
+     (b"HTTP/1.1 431", b"HTTP/1.1 400", b"")),  # an unfinished head over the server's 16 KiB cap
     (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n",
      (b"HTTP/1.1 400", b"")),
     (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,  # a TLS ClientHello
