@@ -25,7 +25,7 @@ from mesh_node.api.blobs import BlobSource, blob_routes
 from mesh_node.api.context import MeshContext
 from mesh_node.api.dialects.base import Shaper
 from mesh_node.api.dialects.shapes import Dialect, dialect_of, error_body
-from mesh_node.api.hot import MeshApp
+from mesh_node.api.hot import CONNECTION_LOST, MeshApp
 from mesh_node.api.meshauth import (
     AUTH,
     CLIENT_AUTH_HEADERS,
@@ -299,14 +299,8 @@ def _http_error(request: Request, exc: Exception) -> Response:
     return _shaped(request, err, dict(exc.headers or {}))
 
 
-# The client's connection failed under the response (hypercorn's trio server can race a
-# close against a send while a client hangs up): nothing of ours crashed, and no answer
-# can reach that client any more.
-_CONNECTION_LOST = (trio.BusyResourceError, trio.BrokenResourceError, trio.ClosedResourceError)
-
-
 def _crash(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, _CONNECTION_LOST):
+    if isinstance(exc, CONNECTION_LOST):  # the client's connection is gone: api/hot.py
         log.info("client_connection_lost", error=repr(exc), path=request.url.path)
         return Response(status_code=499)
     log.exception("request_crashed", error=repr(exc))

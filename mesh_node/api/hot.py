@@ -18,7 +18,7 @@ import structlog
 import trio
 from starlette.applications import Starlette
 from starlette.datastructures import State
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 from starlette.types import Message, Receive, Scope, Send
@@ -30,8 +30,11 @@ from mesh_node.api.routing import request_id
 
 log = structlog.get_logger("mesh_node.api")
 Handler = Callable[[Request], Awaitable[Response]]
-# The client's connection failed under the response: nothing of ours crashed.
-CONNECTION_LOST = (trio.BusyResourceError, trio.BrokenResourceError, trio.ClosedResourceError)
+# The client's connection failed under the response, or its body ended in a disconnect
+# (the server says so for a closed connection and for a broken chunked body, which it then
+# answers with a 400 itself): nothing of ours crashed, and this app has no answer to give.
+CONNECTION_LOST = (trio.BusyResourceError, trio.BrokenResourceError, trio.ClosedResourceError,
+                   ClientDisconnect)
 
 
 class MeshApp:

@@ -296,3 +296,22 @@ async def test_api_route_new_host_during_a_failed_attempt_is_tried_at_once() -> 
             r = await c.post("/v1/chat/completions", json=CHAT)
     assert r.status_code == 200 and r.json()["served_by"] == "standby"
     assert REPOLL_S not in waited  # the load wait was never entered
+
+
+async def test_api_broken_chunked_body_is_a_400_not_a_crash() -> None:
+    """A client whose chunked body breaks its framing gets the server's 400; the handler
+    hears a disconnect, which is not a crash of ours (no 500, no request_crashed log)."""
+    ctx = _ctx([Route("b", closed_port_url(), True)])
+    with structlog.testing.capture_logs() as logs:
+        async with api_serving(build_app(ctx, T)) as url:
+            port = int(url.rsplit(":", 1)[1])
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            await stream.send_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+                                  b"transfer-encoding: chunked\r\n\r\nzz\r\n")
+            answer = b""
+            with trio.fail_after(WAIT_S):
+                while chunk := await stream.receive_some(65536):
+                    answer += chunk
+            await stream.aclose()
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:120]
+    assert not [e for e in logs if e["event"] in ("request_crashed", "api_app_failed")]
