@@ -272,3 +272,26 @@ def test_api_http1_fuzz_raises_only_its_own_error(data: bytes) -> None:
         ChunkedDecoder().feed(bytearray(data))
     except ProtocolError:
         pass
+
+
+@pytest.mark.parametrize("blank", [b"\t", b" ", b" \t", b"a\t\t"])
+def test_http1_refusing_a_blank_run_is_linear_not_quadratic(blank: bytes) -> None:
+    """A field of 16 KiB of blanks that ends in a control byte was refused after 0.9 s of
+    regex backtracking (an all-blank value's run could be split between the leading and the
+    trailing whitespace every way): one request held the node's event loop that long. The
+    work must grow with the head, not its square: 8x the bytes may cost at most ~3x the
+    linear share (a quadratic pattern costs 64x)."""
+    import time
+
+    def cost(n: int) -> float:
+        head = b"GET / HTTP/1.1\r\nHost: x\r\nX:" + blank * (n // len(blank)) + b"\x7f"
+        best = float("inf")
+        for _ in range(5):
+            t = time.perf_counter()
+            with pytest.raises(http1.ProtocolError):
+                http1.parse_request(head)
+            best = min(best, time.perf_counter() - t)
+        return best
+
+    small, large = cost(2_000), cost(16_000)
+    assert large < 24 * small + 0.002, (small, large)
