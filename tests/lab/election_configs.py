@@ -58,6 +58,7 @@ class ElabNode:
     demo: bool = False
     models: Sequence[ElabModel] = field(default_factory=tuple)
     mdns: bool = False  # static peers keep these tests independent of multicast timing
+    max_rtt_ms: float | None = None  # [election] max_rtt_ms; None: the default (80 ms)
 
 
 def elab_toml(n: ElabNode) -> str:
@@ -90,6 +91,8 @@ def elab_toml(n: ElabNode) -> str:
         'format = "json"',
         "",
     ]
+    if n.max_rtt_ms is not None:
+        lines += ["[election]", f"max_rtt_ms = {n.max_rtt_ms}", ""]
     for m in n.models:
         lines += ["[[models]]", f'path = "{m.path}"']
         lines += [f'alias = "{m.alias}"'] if m.alias else []
