@@ -15,35 +15,12 @@ from __future__ import annotations
 import json
 import sys
 from functools import partial
+from pathlib import Path
 
 import trio
 
-_READ = 65536
-
-
-def _length(head: bytes) -> int:
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    return 0
-
-
-async def _read_message(stream: trio.SocketStream, buf: bytes) -> tuple[bytes, bytes, bytes]:
-    """(head, body, what follows) of the next message after `buf`; EOFError at a close."""
-    while b"\r\n\r\n" not in buf:
-        data = await stream.receive_some(_READ)
-        if not data:
-            raise EOFError
-        buf += data
-    head, _, buf = buf.partition(b"\r\n\r\n")
-    n = _length(head)
-    while len(buf) < n:
-        data = await stream.receive_some(_READ)
-        if not data:
-            raise EOFError
-        buf += data
-    return head, buf[:n], buf[n:]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hop_latency import read_request  # noqa: E402
 
 
 def main() -> None:
@@ -53,19 +30,22 @@ def main() -> None:
     async def connection(client: trio.SocketStream) -> None:
         buf = b""
         try:
-            while True:
-                _head, body, buf = await _read_message(client, buf)
+            while (got := await read_request(client, buf)) is not None:
+                body, buf = got
                 json.loads(body)
                 up = idle.pop() if idle else await trio.open_tcp_stream("127.0.0.1",
                                                                         upstream_port)
                 await up.send_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: up\r\n"
                                   b"content-type: application/json\r\n"
                                   b"content-length: %d\r\n\r\n" % len(body) + body)
-                _uhead, answer, _ = await _read_message(up, b"")
+                answered = await read_request(up, b"")  # the answer's head: same framing
+                if answered is None:
+                    return
                 idle.append(up)
                 await client.send_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-                                      b"content-length: %d\r\n\r\n" % len(answer) + answer)
-        except (EOFError, trio.BrokenResourceError):
+                                      b"content-length: %d\r\n\r\n" % len(answered[0])
+                                      + answered[0])
+        except trio.BrokenResourceError:
             return
 
     trio.run(partial(trio.serve_tcp, connection, port, host="127.0.0.1"))

@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/hop_ab.py --a-src <old tree> [--b-src <tree>] [--requests 1000]
 
-For a change inside the mesh app (hop_nginx's --before-src runs the old tree on hypercorn,
-which mixes a server swap into the comparison). On loopback: two synthetic upstreams, each
+For a change inside the mesh app, with a chunked upstream beside hop_nginx's Content-Length
+one (hop_nginx's --before-src also runs the old tree, beside nginx and llama-server). On
+loopback: two synthetic upstreams, each
 answering a streamed chat at once, one with a Content-Length body (hop_latency's) and one
 chunked, 16 SSE events sent as 16 chunk frames (llama-server's framing, one write each); for
 each, one mesh app per tree on mesh-node's own server. Requests go direct, A, B in turn
